@@ -1,0 +1,3 @@
+"""runstream: event-sourced, MLflow-compatible experiment tracking built for high-frequency logging."""
+
+__version__ = "0.1.0"

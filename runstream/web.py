@@ -1,0 +1,96 @@
+"""What every runstream HTTP service shares: the error middleware and JSON responses.
+
+Errors are mapped here and only here: a ``RunstreamError`` becomes its ``http_status`` with
+``{"error_code", "message"}``; anything else is logged and answered as INTERNAL_ERROR.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from runstream.schemas.errors import (
+    EndpointNotFound,
+    MalformedRequest,
+    Overloaded,
+    RequestTooLarge,
+    RunstreamError,
+    TemporarilyUnavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+    return web.Response(body=body, status=status, content_type=JSON_CONTENT_TYPE, headers=headers)
+
+
+def error_response(error: RunstreamError) -> web.Response:
+    headers = {}
+    if isinstance(error, Overloaded | TemporarilyUnavailable):
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return json_response(error.to_json(), status=error.http_status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RunstreamError as error:
+        return error_response(error)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(RequestTooLarge(f"Request body exceeds {exc.text}"))
+    except web.HTTPNotFound:
+        return error_response(EndpointNotFound(f"No endpoint {request.method} {request.path}"))
+    except web.HTTPMethodNotAllowed:
+        return error_response(
+            EndpointNotFound(f"Method {request.method} not allowed on {request.path}")
+        )
+    except web.HTTPException:
+        raise
+    except Exception:
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(RunstreamError("Internal error; see the server log"))
+
+
+async def read_json_body(request: web.Request, max_bytes: int) -> Any:
+    """Parse a JSON body; MLflow's Python client sends NaN/Infinity literals, which orjson refuses."""
+    body = await read_body(request, max_bytes)
+    if not body:
+        return {}
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        import json
+
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise MalformedRequest(f"Request body is not valid JSON: {exc}") from exc
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body, refused with 413 past ``max_bytes`` before more is read."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise RequestTooLarge(f"Request body of {length} bytes exceeds the limit of {max_bytes}")
+    chunks = []
+    total = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        total += len(chunk)
+        if total > max_bytes:
+            raise RequestTooLarge(f"Request body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

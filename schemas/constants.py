@@ -1,0 +1,101 @@
+"""Names on the wire and limits, each with its unit.
+
+Every Redis key runstream writes is built here, so that a deployment can be inspected (and a
+test isolated) by prefix alone. Keys of one shard share a Redis Cluster hash tag ``{<shard>}``
+so that the write-side script touches one slot.
+"""
+
+from __future__ import annotations
+
+# -- streams and groups -------------------------------------------------------------------------
+
+DEFAULT_PREFIX = "rs"
+DEFAULT_SHARDS = 8
+CONSUMER_GROUP = "projector"
+EXPERIMENT_SHARD = 0
+"""Experiment events all go to shard 0, so name uniqueness is checked in one Redis slot."""
+
+ENTRY_FORMAT_VERSION = 1
+"""Version of the stream entry envelope (``{"v", "at", "ev"}``)."""
+
+
+def stream_key(prefix: str, shard: int) -> str:
+    return f"{prefix}:events:{{{shard}}}"
+
+
+def dead_letter_key(prefix: str, shard: int) -> str:
+    return f"{prefix}:dead:{{{shard}}}"
+
+
+def watermark_key(prefix: str, shard: int) -> str:
+    """String key holding the id of the newest entry of the shard applied in PostgreSQL."""
+    return f"{prefix}:watermark:{{{shard}}}"
+
+
+def watermark_channel(prefix: str) -> str:
+    """Pub/sub channel on which projectors announce ``"<shard> <entry id>"`` after commit."""
+    return f"{prefix}:watermarks"
+
+
+def lease_key(prefix: str, shard: int) -> str:
+    """Which projector consumes a shard; one at a time keeps the order per run."""
+    return f"{prefix}:lease:{{{shard}}}"
+
+
+def idempotency_key(prefix: str, shard: int, request_key: str) -> str:
+    return f"{prefix}:idem:{{{shard}}}:{request_key}"
+
+
+def run_state_key(prefix: str, shard: int, run_id: str) -> str:
+    """Write-side model of a run: hash with ``exp``, ``life`` (active/deleted)."""
+    return f"{prefix}:run:{{{shard}}}:{run_id}"
+
+
+def run_params_key(prefix: str, shard: int, run_id: str) -> str:
+    """Write-side model of a run's params: hash key -> value, to refuse a changed value."""
+    return f"{prefix}:params:{{{shard}}}:{run_id}"
+
+
+def experiment_name_key(prefix: str, name: str) -> str:
+    return f"{prefix}:expname:{{{EXPERIMENT_SHARD}}}:{name}"
+
+
+def experiment_state_key(prefix: str, experiment_id: str) -> str:
+    return f"{prefix}:exp:{{{EXPERIMENT_SHARD}}}:{experiment_id}"
+
+
+def experiment_counter_key(prefix: str) -> str:
+    return f"{prefix}:expseq:{{{EXPERIMENT_SHARD}}}"
+
+
+# -- limits -------------------------------------------------------------------------------------
+
+MAX_ENTITY_KEY_LENGTH = 250
+"""Characters in a metric, param or tag key (MLflow's limit)."""
+MAX_PARAM_VALUE_LENGTH = 6000
+"""Characters in a param value (MLflow's limit)."""
+MAX_TAG_VALUE_LENGTH = 8000
+"""Characters in a run tag value (MLflow's limit)."""
+MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20000
+"""Characters in an experiment tag value (MLflow's limit)."""
+MAX_EXPERIMENT_NAME_LENGTH = 500
+MAX_RUN_NAME_LENGTH = 250
+MAX_ARTIFACT_LOCATION_LENGTH = 2000
+
+MAX_EVENTS_PER_REQUEST = 10_000
+"""Events in one native ingest request."""
+MAX_POINTS_PER_REQUEST = 2_000_000
+"""Metric points in one native ingest request."""
+MAX_POINTS_PER_SERIES_EVENT = 1_000_000
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+"""Bytes in one ingest request body (after decompression)."""
+
+MAX_ENTRY_BYTES = 8 * 1024 * 1024
+"""Bytes in one stream entry; ingest splits a shard's events over several entries past this."""
+
+RUN_ID_LENGTH = 32
+"""Run ids are uuid4 hex strings, as MLflow makes them."""
+
+WRITE_MODEL_TTL_SECONDS = 7 * 24 * 3600
+"""Write-side run state expires when idle and is reloaded from PostgreSQL on next use."""
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
