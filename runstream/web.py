@@ -66,7 +66,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 async def read_json_body(request: web.Request, max_bytes: int) -> Any:
-    """Parse a JSON body; MLflow's Python client sends NaN/Infinity literals, which orjson refuses."""
+    """Parse a JSON body. MLflow's client sends NaN/Infinity literals, which orjson refuses."""
     body = await read_body(request, max_bytes)
     if not body:
         return {}

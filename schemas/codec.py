@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import msgpack
+
 from runstream.schemas import constants as c
 from runstream.schemas import experiments, metrics, runs
 from runstream.schemas.errors import EventDecodeError

@@ -68,6 +68,15 @@ def experiment_counter_key(prefix: str) -> str:
     return f"{prefix}:expseq:{{{EXPERIMENT_SHARD}}}"
 
 
+def deleted_experiments_key(prefix: str) -> str:
+    """Write-side set of deleted experiment ids (plus the member ``""`` once loaded).
+
+    Runs of a deleted experiment count as deleted (MLflow cascades the delete); run shards
+    live in other slots, so ingest passes this set to their scripts.
+    """
+    return f"{prefix}:expdeleted:{{{EXPERIMENT_SHARD}}}"
+
+
 # -- limits -------------------------------------------------------------------------------------
 
 MAX_ENTITY_KEY_LENGTH = 250

@@ -53,6 +53,13 @@ class ResourceAlreadyExists(RunstreamError):
     http_status = 400
 
 
+class FeatureNotImplemented(RunstreamError):
+    """MLflow's NOT_IMPLEMENTED, e.g. proxied multipart upload on a store that has none."""
+
+    error_code = "NOT_IMPLEMENTED"
+    http_status = 501
+
+
 class EndpointNotFound(RunstreamError):
     error_code = "ENDPOINT_NOT_FOUND"
     http_status = 404

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from runstream.projector.migrations import load_migrations, migrate_dsn
 
+from runstream.projector.migrations import load_migrations, migrate_dsn
 from runstream.settings import Settings
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"

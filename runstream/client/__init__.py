@@ -1,0 +1,1 @@
+"""SDK internals: buffer, batches, sender, spool, transport. The public API is ``runstream``."""

@@ -5,6 +5,7 @@ import struct
 
 import msgpack
 import pytest
+
 from runstream.schemas import codec, experiments, metrics, runs
 from runstream.schemas.errors import EventDecodeError
 

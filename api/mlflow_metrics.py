@@ -1,0 +1,109 @@
+"""MLflow's metric routes: log-metric, log-parameter, log-batch, get-history and the UI's
+get-history-bulk-interval.
+
+Writes: a request's metrics become ONE ``metrics_logged`` event per run, one packed series per
+key (points in logged order); params one ``params_logged``; tags one ``run_tags_set``. The
+``Ingestor`` appends them atomically on the run's shard, so a changed param refuses the whole
+batch. Reads: the series' chunks, ordered and sampled as MLflow's SQL store does
+(``mlflow_history``). An unknown run has an empty history, as in MLflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from runstream.api import mlflow_requests as rq
+from runstream.api import queries
+from runstream.api.mlflow_history import Points, history_order, metrics_json, page, sample
+from runstream.api.mlflow_http import request_fields, write
+from runstream.api.mlflow_runs import tag_events
+from runstream.resources import PG_POOL
+from runstream.schemas import runs as rn
+from runstream.schemas.codec import Event
+from runstream.schemas.metrics import MetricSeries, MetricsLogged
+from runstream.web import json_response
+
+
+def metrics_event(run_id: str, metrics: Sequence[rq.Metric]) -> MetricsLogged:
+    """One event, one series per key in first-logged order, each series' points in order."""
+    columns: dict[str, tuple[list[int], list[int], list[float]]] = {}
+    for m in metrics:
+        steps, stamps, values = columns.setdefault(m.key, ([], [], []))
+        steps.append(m.step)
+        stamps.append(m.timestamp)
+        values.append(m.value)
+    return MetricsLogged(
+        run_id,
+        tuple(MetricSeries.from_lists(key, *cols) for key, cols in columns.items()),
+    )
+
+
+def batch_events(batch: rq.LogBatch) -> list[Event]:
+    """Params first: if one changes a logged value, nothing of the batch is appended."""
+    events: list[Event] = []
+    if batch.params:
+        events.append(rn.ParamsLogged(batch.run_id, batch.params))
+    if batch.metrics:
+        events.append(metrics_event(batch.run_id, batch.metrics))
+    events += tag_events(batch.run_id, batch.tags)
+    if not events:
+        # An empty batch still checks that the run exists and is active, as MLflow's does.
+        events.append(rn.RunUpdated(batch.run_id))
+    return events
+
+
+async def log_metric(request: web.Request) -> web.Response:
+    req = rq.parse_log_metric(await request_fields(request))
+    await write(request, [metrics_event(req.run_id, [req.metric])])
+    return json_response({})
+
+
+async def log_param(request: web.Request) -> web.Response:
+    req = rq.parse_log_param(await request_fields(request))
+    await write(request, [rn.ParamsLogged(req.run_id, ((req.key, req.value),))])
+    return json_response({})
+
+
+async def log_batch(request: web.Request) -> web.Response:
+    batch = rq.parse_log_batch(await request_fields(request))
+    await write(request, batch_events(batch))
+    return json_response({})
+
+
+async def load_points(db: queries.Executor, run_id: str, key: str) -> Points | None:
+    chunks = await queries.series_chunks(db, run_id, key)
+    if chunks is None:
+        return None
+    return Points.from_packed(
+        b"".join(chunks.steps), b"".join(chunks.timestamps), b"".join(chunks.values)
+    )
+
+
+async def get_metric_history(request: web.Request) -> web.Response:
+    req = rq.parse_get_metric_history(await request_fields(request))
+    points = await load_points(request.app[PG_POOL], req.run_id, req.metric_key)
+    out: dict[str, object] = {}
+    if points is not None:
+        chosen, next_offset = page(history_order(points), req.offset, req.max_results)
+        if len(chosen):
+            out["metrics"] = metrics_json(req.metric_key, chosen)
+        if next_offset is not None:
+            out["next_page_token"] = rq.offset_page_token(next_offset)
+    return json_response(out)
+
+
+async def get_metric_history_bulk_interval(request: web.Request) -> web.Response:
+    req = rq.parse_get_metric_history_bulk_interval(
+        await request_fields(request, repeated=("run_ids",))
+    )
+    metrics = []
+    pool = request.app[PG_POOL]
+    for run_id in req.run_ids:
+        points = await load_points(pool, run_id, req.metric_key)
+        if points is None:
+            continue
+        chosen = sample(points, req.max_results, req.start_step, req.end_step)
+        metrics += metrics_json(req.metric_key, chosen, run_id)
+    return json_response({"metrics": metrics} if metrics else {})

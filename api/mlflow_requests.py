@@ -1,0 +1,772 @@
+"""MLflow's tracking request messages as typed values: pure parsing and validation.
+
+A request's fields come from the JSON body, or for a GET with a query string from the query
+(repeated keys make a list, as MLflow's server reads them). Each ``parse_*`` function checks
+one message the way MLflow's server does, first its handler schema (``_assert_required``,
+``_assert_string``, ``_assert_intlike``, ... with the hint MLflow appends) and then its
+store's rules (``_validate_metric``, ``_validate_param``, ``_validate_tag``, the log-batch
+limits), and raises ``InvalidParameterValue`` with MLflow's message. No I/O here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import posixpath
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from multidict import MultiMapping
+
+from runstream.api.reads import parse_experiment_id
+from runstream.schemas import constants as c
+from runstream.schemas.errors import InvalidParameterValue, MalformedRequest
+from runstream.schemas.validation import (
+    exceeds_maximum_length,
+    invalid_value,
+    missing_value,
+    validate_experiment_name,
+)
+
+Fields = Mapping[str, Any]
+Pairs = tuple[tuple[str, str], ...]
+
+API_DOCS_HINT = " See the API docs for more information about request parameters."
+SEARCH_MAX_RESULTS_THRESHOLD = 50_000
+"""MLflow's ceiling on ``max_results`` of run and experiment searches."""
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
+MAX_RUNS_PER_BULK_INTERVAL = 100
+"""Runs in one ``get-history-bulk-interval`` request (MLflow's MAX_RUNS_GET_METRIC_HISTORY_BULK)."""
+MAX_RESULTS_PER_RUN = 2500
+"""Points per run of ``get-history-bulk-interval`` (MLflow's MAX_RESULTS_PER_RUN)."""
+RUN_NAME_TAG = "mlflow.runName"
+
+VIEW_TYPES = {"ACTIVE_ONLY": 1, "DELETED_ONLY": 2, "ALL": 3}
+RUN_STATUSES = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}
+
+_NAME_CHARS = re.compile(r"^[/\w.\- :]*$")
+_RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
+_BAD_CHARACTERS = (
+    "Names may only contain alphanumerics, underscores (_), dashes (-), periods (.),"
+    " spaces ( ), colon(:) and slashes (/)."
+)
+_MISSING_KEY_NAME = "A key name must be provided."
+_SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+# -- where the fields come from -------------------------------------------------------------------
+
+
+def fields_from_query(query: MultiMapping[str], repeated: Collection[str] = ()) -> dict[str, Any]:
+    """Query-string fields: ``repeated`` ones as lists (``getlist``), others the first value."""
+    out: dict[str, Any] = {}
+    for name in query:
+        if name in out:
+            continue
+        out[name] = query.getall(name) if name in repeated else query.getone(name)
+    return out
+
+
+def fields_from_body(body: Any) -> dict[str, Any]:
+    """A JSON body; old clients double-encode it as a JSON string, which MLflow accepts."""
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError as exc:
+            raise MalformedRequest(f"Request body is not valid JSON: {exc}") from exc
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise MalformedRequest("Request body must be a JSON object")
+    return body
+
+
+# -- the handler schema's assertions --------------------------------------------------------------
+
+
+def _schema_error(message: str) -> InvalidParameterValue:
+    return InvalidParameterValue(message + API_DOCS_HINT)
+
+
+def type_error(name: str, value: Any) -> InvalidParameterValue:
+    """What MLflow says when a field's JSON type does not fit its proto type."""
+    return _schema_error(
+        invalid_value(name, value, f" Hint: Value was of type '{type(value).__name__}'.")
+    )
+
+
+def _absent(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def required_string(fields: Fields, name: str, alias: str | None = None) -> str:
+    value = fields.get(name)
+    if value is None and alias is not None:
+        value = fields.get(alias)
+    if _absent(value):
+        raise _schema_error(missing_value(name))
+    if not isinstance(value, str):
+        raise type_error(name, value)
+    return value
+
+
+def optional_string(fields: Fields, name: str) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise type_error(name, value)
+    return value
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def optional_int(fields: Fields, name: str) -> int | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    number = _as_int(value)
+    if number is None:
+        raise type_error(name, value)
+    return number
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        if value in _SPECIAL_FLOATS:
+            return _SPECIAL_FLOATS[value]
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def string_list(fields: Fields, name: str) -> list[str]:
+    value = fields.get(name)
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise type_error(name, value)
+    return value
+
+
+def message_list(fields: Fields, name: str) -> list[Mapping[str, Any]]:
+    value = fields.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise type_error(name, value)
+    return value
+
+
+def enum_value(fields: Fields, name: str, names: Mapping[str, int]) -> str | None:
+    """An enum field by name or number, as protobuf's JSON parser takes it."""
+    value = fields.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str) and value in names:
+        return value
+    number = _as_int(value)
+    for known, known_number in names.items():
+        if number == known_number:
+            return known
+    raise _schema_error(invalid_value(name, value, f" expected one of {sorted(names)}."))
+
+
+def require_present(fields: Mapping[str, Any], name: str, path: str) -> None:
+    if _absent(fields.get(name)):
+        raise _schema_error(missing_value(path))
+
+
+# -- the store's rules ----------------------------------------------------------------------------
+
+
+def path_in(path: str, name: str) -> str:
+    """MLflow's ``append_to_json_path``."""
+    if not path:
+        return name
+    return f"{path}{name}" if name.startswith("[") else f"{path}.{name}"
+
+
+def check_name(name: str, path: str) -> None:
+    """A metric, param or tag name: MLflow's characters, and no path tricks."""
+    if not _NAME_CHARS.match(name):
+        raise InvalidParameterValue(invalid_value(path, name, _BAD_CHARACTERS))
+    norm = posixpath.normpath(name)
+    if norm != name or norm == "." or norm.startswith("..") or norm.startswith("/"):
+        raise InvalidParameterValue(
+            invalid_value(
+                path,
+                name,
+                "Names may be treated as files in certain cases, and must not resolve to other"
+                f" names when treated as such. This name would resolve to {norm!r}",
+            )
+        )
+
+
+def check_length(entity: str, limit: int, value: str) -> None:
+    if len(value) > limit:
+        raise InvalidParameterValue(exceeds_maximum_length(entity, limit))
+
+
+def truncated(value: str, limit: int) -> str:
+    """MLflow truncates long param and tag values (``MLFLOW_TRUNCATE_LONG_VALUES``, on)."""
+    return value if len(value) <= limit else value[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    key: str
+    value: float
+    timestamp: int
+    step: int
+
+
+def check_metric(key: Any, value: Any, timestamp: Any, step: Any, path: str = "") -> Metric:
+    """MLflow's ``_validate_metric``; ``value`` may be a JSON number or NaN/Infinity."""
+    name_path = path_in(path, "name")
+    if key is None:
+        raise InvalidParameterValue(
+            invalid_value(name_path, key, f"Metric name cannot be None. {_MISSING_KEY_NAME}")
+        )
+    if not isinstance(key, str):
+        raise InvalidParameterValue(invalid_value(name_path, key, "must be a string"))
+    check_name(key, name_path)
+    if value is None:
+        raise InvalidParameterValue(missing_value(path_in(path, "value")))
+    number = _as_float(value)
+    if number is None:
+        raise InvalidParameterValue(
+            invalid_value(
+                path_in(path, "value"),
+                value,
+                f"(timestamp={timestamp}). "
+                "Please specify value as a valid double (64-bit floating point)",
+            )
+        )
+    stamp = _as_int(timestamp)
+    if stamp is None or stamp < 0:
+        raise InvalidParameterValue(
+            invalid_value(
+                path_in(path, "timestamp"),
+                timestamp,
+                f"metric '{key}' (value={number}). "
+                "Timestamp must be a nonnegative long (64-bit integer) ",
+            )
+        )
+    step_number = 0 if step is None else _as_int(step)
+    if step_number is None:
+        raise InvalidParameterValue(
+            invalid_value(
+                path_in(path, "step"),
+                step,
+                f"metric '{key}' (value={number}). Step must be a valid long (64-bit integer).",
+            )
+        )
+    check_length("Metric name", c.MAX_ENTITY_KEY_LENGTH, key)
+    return Metric(key, number, stamp, step_number)
+
+
+def check_param(key: Any, value: Any, path: str = "") -> tuple[str, str]:
+    """MLflow's ``_validate_param``: the value is truncated to 6000 characters."""
+    key_path = path_in(path, "key")
+    if key is None:
+        raise InvalidParameterValue(invalid_value(key_path, "", _MISSING_KEY_NAME))
+    if not isinstance(key, str):
+        raise type_error(key_path, key)
+    check_name(key, key_path)
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise type_error(path_in(path, "value"), value)
+    check_length("Param key", c.MAX_ENTITY_KEY_LENGTH, key)
+    return key, truncated(value, c.MAX_PARAM_VALUE_LENGTH)
+
+
+def check_tag(key: Any, value: Any, path: str = "") -> tuple[str, str]:
+    """MLflow's ``_validate_tag``: the value is truncated to 8000 characters."""
+    key_path = path_in(path, "key")
+    if key is None:
+        raise InvalidParameterValue(missing_value(key_path))
+    if not isinstance(key, str):
+        raise type_error(key_path, key)
+    check_name(key, key_path)
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise type_error(path_in(path, "value"), value)
+    check_length(key_path, c.MAX_ENTITY_KEY_LENGTH, key)
+    return key, truncated(value, c.MAX_TAG_VALUE_LENGTH)
+
+
+def check_experiment_tag(key: Any, value: Any) -> tuple[str, str]:
+    """MLflow's ``_validate_experiment_tag``: long values are refused, not truncated."""
+    if key is None:
+        raise InvalidParameterValue(missing_value("key"))
+    if not isinstance(key, str):
+        raise type_error("key", key)
+    check_name(key, "key")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise type_error("value", value)
+    check_length("key", c.MAX_ENTITY_KEY_LENGTH, key)
+    check_length("value", c.MAX_EXPERIMENT_TAG_VALUE_LENGTH, value)
+    return key, value
+
+
+def check_batch_limit(entity: str, limit: int, length: int) -> None:
+    if length > limit:
+        raise InvalidParameterValue(
+            f"A batch logging request can contain at most {limit} {entity}. "
+            f"Got {length} {entity}. Please split up {entity} across multiple"
+            " requests and try again."
+        )
+
+
+def check_max_results(max_results: int) -> int:
+    """The search stores' ``_validate_max_results_param``."""
+    if max_results < 1:
+        raise InvalidParameterValue(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            "a positive integer"
+        )
+    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise InvalidParameterValue(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
+            f"most {SEARCH_MAX_RESULTS_THRESHOLD}"
+        )
+    return max_results
+
+
+# -- page tokens of metric history ----------------------------------------------------------------
+
+
+def offset_page_token(offset: int) -> str:
+    """MLflow's offset token: base64 of ``{"offset": n}``."""
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def parse_offset_page_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        decoded = base64.b64decode(token)
+    except (TypeError, binascii.Error):
+        raise InvalidParameterValue("Invalid page token, could not base64-decode") from None
+    try:
+        parsed = json.loads(decoded)
+    except ValueError:
+        raise InvalidParameterValue(f"Invalid page token, decoded value={decoded!r}") from None
+    offset = parsed.get("offset") if isinstance(parsed, dict) else None
+    if not offset:
+        raise InvalidParameterValue(f"Invalid page token, parsed value={parsed}")
+    number = _as_int(offset)
+    if number is None:
+        raise InvalidParameterValue(f"Invalid page token, not stringable {offset}")
+    return number
+
+
+# -- experiments ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateExperiment:
+    name: str
+    artifact_location: str | None
+    tags: Pairs
+
+
+def parse_create_experiment(fields: Fields) -> CreateExperiment:
+    name = required_string(fields, "name")
+    artifact_location = optional_string(fields, "artifact_location") or None
+    raw_tags = message_list(fields, "tags")
+    validate_experiment_name(name)
+    if artifact_location is not None and len(artifact_location) > c.MAX_ARTIFACT_LOCATION_LENGTH:
+        raise InvalidParameterValue(
+            "Invalid artifact path length. The length of the artifact path cannot be "
+            f"greater than {c.MAX_ARTIFACT_LOCATION_LENGTH} characters. To configure this "
+            "limit, please set the MLFLOW_ARTIFACT_LOCATION_MAX_LENGTH environment variable."
+        )
+    tags = tuple(check_experiment_tag(t.get("key"), t.get("value")) for t in raw_tags)
+    return CreateExperiment(name, artifact_location, tags)
+
+
+def parse_experiment_ref(fields: Fields) -> int:
+    """The ``experiment_id`` of get, delete and restore."""
+    return parse_experiment_id(required_string(fields, "experiment_id"))
+
+
+def parse_experiment_name(fields: Fields) -> str:
+    return required_string(fields, "experiment_name")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchExperiments:
+    view_type: str
+    max_results: int
+    filter_string: str
+    order_by: tuple[str, ...]
+    page_token: str | None
+
+
+def parse_search_experiments(fields: Fields) -> SearchExperiments:
+    view_type = enum_value(fields, "view_type", VIEW_TYPES) or "ACTIVE_ONLY"
+    # Unset, the proto field reads 0, which the store refuses, as MLflow's does.
+    max_results = optional_int(fields, "max_results") or 0
+    order_by = tuple(string_list(fields, "order_by"))
+    filter_string = optional_string(fields, "filter") or ""
+    page_token = optional_string(fields, "page_token") or None
+    check_max_results(max_results)
+    return SearchExperiments(view_type, max_results, filter_string, order_by, page_token)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateExperiment:
+    experiment_id: int
+    new_name: str
+
+
+def parse_update_experiment(fields: Fields) -> UpdateExperiment:
+    experiment_id = required_string(fields, "experiment_id")
+    new_name = required_string(fields, "new_name")
+    validate_experiment_name(new_name)
+    return UpdateExperiment(parse_experiment_id(experiment_id), new_name)
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentTag:
+    experiment_id: int
+    key: str
+    value: str
+
+
+def parse_set_experiment_tag(fields: Fields) -> ExperimentTag:
+    experiment_id = required_string(fields, "experiment_id")
+    key = required_string(fields, "key")
+    value = optional_string(fields, "value") or ""
+    key, value = check_experiment_tag(key, value)
+    return ExperimentTag(parse_experiment_id(experiment_id), key, value)
+
+
+def parse_delete_experiment_tag(fields: Fields) -> ExperimentTag:
+    experiment_id = required_string(fields, "experiment_id")
+    key = required_string(fields, "key")
+    return ExperimentTag(parse_experiment_id(experiment_id), key, "")
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRun:
+    experiment_id: int
+    user_id: str
+    run_name: str
+    """What the request asked for; empty when it named no run (see ``resolve_run_name``)."""
+    start_time: int
+    tags: Pairs
+
+
+def parse_create_run(fields: Fields) -> CreateRun:
+    experiment_id = optional_string(fields, "experiment_id") or "0"
+    start_time = optional_int(fields, "start_time") or 0
+    run_name = optional_string(fields, "run_name") or ""
+    user_id = optional_string(fields, "user_id") or ""
+    raw_tags = message_list(fields, "tags")
+    tags = tuple(
+        check_tag(t.get("key"), t.get("value"), path=f"tags[{i}]") for i, t in enumerate(raw_tags)
+    )
+    return CreateRun(parse_experiment_id(experiment_id), user_id, run_name, start_time, tags)
+
+
+def resolve_run_name(run_name: str, tags: Pairs, generate: Callable[[], str]) -> tuple[str, Pairs]:
+    """MLflow's ``create_run``: the name from the request, else its ``mlflow.runName`` tag, else
+    a generated one; the tag is added when the request had none. Both, differing, is an error."""
+    tag_name = next((value for key, value in tags if key == RUN_NAME_TAG), None)
+    if run_name and tag_name and run_name != tag_name:
+        raise InvalidParameterValue(
+            "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
+            f"different values (run_name='{run_name}', mlflow.runName='{tag_name}')."
+        )
+    name = run_name or tag_name or generate()
+    if not tag_name:
+        tags = (*tags, (RUN_NAME_TAG, name))
+    return name, tags
+
+
+def parse_run_ref(fields: Fields, *, alias: bool = True) -> str:
+    """``run_id`` (or the older ``run_uuid`` where the message has it)."""
+    return required_string(fields, "run_id", "run_uuid" if alias else None)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRun:
+    run_id: str
+    status: str | None
+    end_time: int | None
+    run_name: str | None
+
+
+def parse_update_run(fields: Fields) -> UpdateRun:
+    run_id = parse_run_ref(fields)
+    end_time = optional_int(fields, "end_time")
+    status = enum_value(fields, "status", RUN_STATUSES)
+    run_name = optional_string(fields, "run_name")
+    return UpdateRun(run_id, status, end_time, run_name or None)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRuns:
+    experiment_ids: tuple[str, ...]
+    filter_string: str
+    run_view_type: str
+    max_results: int
+    order_by: tuple[str, ...]
+    page_token: str | None
+
+
+def parse_search_runs(fields: Fields) -> SearchRuns:
+    experiment_ids = tuple(string_list(fields, "experiment_ids"))
+    filter_string = optional_string(fields, "filter") or ""
+    max_results = optional_int(fields, "max_results")
+    if max_results is None:
+        max_results = 1000
+    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise type_error("max_results", fields.get("max_results"))
+    order_by = tuple(string_list(fields, "order_by"))
+    view = enum_value(fields, "run_view_type", VIEW_TYPES) or "ACTIVE_ONLY"
+    page_token = optional_string(fields, "page_token") or None
+    check_max_results(max_results)
+    for experiment_id in experiment_ids:
+        parse_experiment_id(experiment_id)
+    return SearchRuns(experiment_ids, filter_string, view, max_results, order_by, page_token)
+
+
+@dataclass(frozen=True, slots=True)
+class RunTag:
+    run_id: str
+    key: str
+    value: str
+
+
+def parse_set_tag(fields: Fields) -> RunTag:
+    run_id = parse_run_ref(fields)
+    key = required_string(fields, "key")
+    value = optional_string(fields, "value") or ""
+    key, value = check_tag(key, value)
+    return RunTag(run_id, key, value)
+
+
+def parse_delete_tag(fields: Fields) -> RunTag:
+    run_id = parse_run_ref(fields, alias=False)
+    key = required_string(fields, "key")
+    return RunTag(run_id, key, "")
+
+
+# -- logging --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogMetric:
+    run_id: str
+    metric: Metric
+
+
+def parse_log_metric(fields: Fields) -> LogMetric:
+    run_id = parse_run_ref(fields)
+    key = required_string(fields, "key")
+    value = fields.get("value")
+    if _absent(value):
+        raise _schema_error(missing_value("value"))
+    if _as_float(value) is None:
+        raise type_error("value", value)
+    timestamp = fields.get("timestamp")
+    if _absent(timestamp):
+        raise _schema_error(missing_value("timestamp"))
+    optional_int(fields, "timestamp")
+    optional_int(fields, "step")
+    return LogMetric(run_id, check_metric(key, value, timestamp, fields.get("step")))
+
+
+@dataclass(frozen=True, slots=True)
+class LogParam:
+    run_id: str
+    key: str
+    value: str
+
+
+def parse_log_param(fields: Fields) -> LogParam:
+    run_id = parse_run_ref(fields)
+    key = required_string(fields, "key")
+    value = optional_string(fields, "value") or ""
+    key, value = check_param(key, value)
+    return LogParam(run_id, key, value)
+
+
+@dataclass(frozen=True, slots=True)
+class LogBatch:
+    run_id: str
+    metrics: tuple[Metric, ...]
+    params: Pairs
+    tags: Pairs
+
+
+def parse_log_batch(fields: Fields) -> LogBatch:
+    run_id = required_string(fields, "run_id")
+    raw_metrics = message_list(fields, "metrics")
+    raw_params = message_list(fields, "params")
+    raw_tags = message_list(fields, "tags")
+    for i, m in enumerate(raw_metrics):
+        require_present(m, "key", f"metrics[{i}].key")
+        require_present(m, "value", f"metrics[{i}].value")
+        require_present(m, "timestamp", f"metrics[{i}].timestamp")
+    for i, p in enumerate(raw_params):
+        require_present(p, "key", f"params[{i}].key")
+    for i, t in enumerate(raw_tags):
+        require_present(t, "key", f"tags[{i}].key")
+    if _RUN_ID.match(run_id) is None:
+        raise InvalidParameterValue(invalid_value("run_id", run_id))
+    metrics = tuple(
+        check_metric(
+            m.get("key"), m.get("value"), m.get("timestamp"), m.get("step"), f"metrics[{i}]"
+        )
+        for i, m in enumerate(raw_metrics)
+    )
+    params = tuple(
+        check_param(p.get("key"), p.get("value"), f"params[{i}]") for i, p in enumerate(raw_params)
+    )
+    tags = tuple(
+        check_tag(t.get("key"), t.get("value"), f"tags[{i}]") for i, t in enumerate(raw_tags)
+    )
+    check_batch_limit("metrics", MAX_METRICS_PER_BATCH, len(metrics))
+    check_batch_limit("params", MAX_PARAMS_TAGS_PER_BATCH, len(params))
+    check_batch_limit("tags", MAX_PARAMS_TAGS_PER_BATCH, len(tags))
+    check_batch_limit(
+        "metrics, params, and tags", MAX_ENTITIES_PER_BATCH, len(metrics) + len(params) + len(tags)
+    )
+    check_unique_param_keys(params)
+    return LogBatch(run_id, metrics, params, tags)
+
+
+def check_unique_param_keys(params: Sequence[tuple[str, str]]) -> None:
+    """MLflow refuses one key twice in one batch, even with the same value."""
+    seen: set[str] = set()
+    duplicates: list[str] = []
+    for key, _ in params:
+        if key in seen:
+            duplicates.append(key)
+        seen.add(key)
+    if duplicates:
+        raise InvalidParameterValue(
+            f"Duplicate parameter keys have been submitted: {duplicates}. Please ensure "
+            "the request contains only one param value per param key."
+        )
+
+
+# -- metric reads ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GetMetricHistory:
+    run_id: str
+    metric_key: str
+    max_results: int | None
+    offset: int
+
+
+def parse_get_metric_history(fields: Fields) -> GetMetricHistory:
+    run_id = parse_run_ref(fields)
+    metric_key = required_string(fields, "metric_key")
+    page_token = optional_string(fields, "page_token")
+    max_results = optional_int(fields, "max_results")
+    if max_results is not None and max_results <= 0:
+        raise InvalidParameterValue(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. "
+            "It must be a positive integer."
+        )
+    return GetMetricHistory(run_id, metric_key, max_results, parse_offset_page_token(page_token))
+
+
+@dataclass(frozen=True, slots=True)
+class GetMetricHistoryBulkInterval:
+    run_ids: tuple[str, ...]
+    metric_key: str
+    start_step: int | None
+    end_step: int | None
+    max_results: int
+
+
+def parse_get_metric_history_bulk_interval(fields: Fields) -> GetMetricHistoryBulkInterval:
+    if "run_ids" not in fields:
+        raise _schema_error(missing_value("run_ids"))
+    run_ids = string_list(fields, "run_ids")
+    if len(run_ids) > MAX_RUNS_PER_BULK_INTERVAL:
+        raise _schema_error(
+            "GetMetricHistoryBulkInterval request must specify at most "
+            f"{MAX_RUNS_PER_BULK_INTERVAL} run_ids. Received {len(run_ids)} run_ids."
+        )
+    metric_key = required_string(fields, "metric_key")
+    start_step = optional_int(fields, "start_step")
+    end_step = optional_int(fields, "end_step")
+    max_results = optional_int(fields, "max_results")
+    if max_results is None:
+        max_results = MAX_RESULTS_PER_RUN
+    elif not 1 <= max_results <= MAX_RESULTS_PER_RUN:
+        raise _schema_error(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
+    if start_step is not None and end_step is not None:
+        if start_step > end_step:
+            raise InvalidParameterValue(
+                "end_step must be greater than start_step. "
+                f"Found start_step={start_step} and end_step={end_step}."
+            )
+    elif start_step is not None or end_step is not None:
+        raise InvalidParameterValue(
+            "If either start step or end step are specified, both must be specified."
+        )
+    return GetMetricHistoryBulkInterval(
+        tuple(run_ids), metric_key, start_step, end_step, max_results
+    )
+
+
+# -- artifacts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListArtifacts:
+    run_id: str
+    path: str | None
+    page_token: str | None
+
+
+def parse_list_artifacts(fields: Fields) -> ListArtifacts:
+    run_id = parse_run_ref(fields)
+    path = optional_string(fields, "path")
+    page_token = optional_string(fields, "page_token") or None
+    return ListArtifacts(run_id, path, page_token)

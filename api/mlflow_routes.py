@@ -1,0 +1,106 @@
+"""MLflow's tracking REST routes on runstream: the table, and ``setup_mlflow_routes``.
+
+Every route is served under ``/api/2.0/mlflow/`` (clients) and ``/ajax-api/2.0/mlflow/`` (the
+UI), as MLflow's server does. To add endpoints (logged models, run inputs/outputs, ...),
+append ``Route`` rows to a table and pass it to ``add_mlflow_routes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from runstream.api import mlflow_artifacts as artifacts
+from runstream.api import mlflow_experiments as experiments
+from runstream.api import mlflow_metrics as metrics
+from runstream.api import mlflow_runs as runs
+from runstream.ingest.app import use_ingestor
+from runstream.ingest.watermarks import use_watermarks
+from runstream.resources import use_stores
+from runstream.settings import Settings
+from runstream.web import Handler, json_response
+
+PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+SERVER_INFO_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    """Below the ``/mlflow`` prefix, e.g. ``/runs/create``."""
+    handler: Handler
+
+
+TRACKING_ROUTES: tuple[Route, ...] = (
+    Route("POST", "/experiments/create", experiments.create_experiment),
+    Route("GET", "/experiments/get", experiments.get_experiment),
+    Route("GET", "/experiments/get-by-name", experiments.get_experiment_by_name),
+    Route("GET", "/experiments/search", experiments.search_experiments),
+    Route("POST", "/experiments/search", experiments.search_experiments),
+    Route("POST", "/experiments/update", experiments.update_experiment),
+    Route("POST", "/experiments/delete", experiments.delete_experiment),
+    Route("POST", "/experiments/restore", experiments.restore_experiment),
+    Route("POST", "/experiments/set-experiment-tag", experiments.set_experiment_tag),
+    Route("POST", "/experiments/delete-experiment-tag", experiments.delete_experiment_tag),
+    Route("POST", "/runs/create", runs.create_run),
+    Route("GET", "/runs/get", runs.get_run),
+    Route("POST", "/runs/update", runs.update_run),
+    Route("POST", "/runs/delete", runs.delete_run),
+    Route("POST", "/runs/restore", runs.restore_run),
+    Route("POST", "/runs/search", runs.search_runs),
+    Route("POST", "/runs/set-tag", runs.set_tag),
+    Route("POST", "/runs/delete-tag", runs.delete_tag),
+    Route("POST", "/runs/log-metric", metrics.log_metric),
+    Route("POST", "/runs/log-parameter", metrics.log_param),
+    Route("POST", "/runs/log-batch", metrics.log_batch),
+    Route("GET", "/metrics/get-history", metrics.get_metric_history),
+    Route("GET", "/metrics/get-history-bulk-interval", metrics.get_metric_history_bulk_interval),
+    Route("GET", "/artifacts/list", artifacts.list_artifacts),
+)
+
+SERVER_INFO = {
+    "store_type": "SqlStore",
+    "workspaces_enabled": False,
+    "trace_archival_enabled": False,
+    "multipart_uploads_enabled": False,
+    "multipart_downloads_enabled": False,
+    "presigned_upload_run_id_supported": True,
+    "presigned_upload_model_id_supported": True,
+    # MLflow says True by default; runstream serves no AI gateway, so it says so.
+    "features_enabled": {"gateway": False},
+}
+"""``build_server_info_payload`` of an ``mlflow server`` on a SQL store with local proxied
+artifacts (no multipart), except the gateway flag."""
+
+_MLFLOW_ADDED = web.AppKey("mlflow_routes_added", bool)
+
+
+async def server_info(request: web.Request) -> web.Response:
+    return json_response(SERVER_INFO)
+
+
+def add_mlflow_routes(app: web.Application, routes: Iterable[Route]) -> None:
+    """Each route under both MLflow prefixes."""
+    for route in routes:
+        for prefix in PREFIXES:
+            app.router.add_route(route.method, prefix + route.path, route.handler)
+
+
+def setup_mlflow_routes(app: web.Application, settings: Settings) -> None:
+    """Add MLflow's tracking routes and what they use: stores, ``Ingestor``, watermark waiter.
+
+    Idempotent. The ``artifacts/list`` route reads the ``mlflow-artifacts`` store when
+    ``api.artifacts.setup_artifact_routes`` has added it.
+    """
+    if app.get(_MLFLOW_ADDED):
+        return
+    app[_MLFLOW_ADDED] = True
+    use_stores(app, settings)
+    use_watermarks(app, settings)
+    use_ingestor(app, settings)
+    add_mlflow_routes(app, TRACKING_ROUTES)
+    for path in SERVER_INFO_PATHS:
+        app.router.add_get(path, server_info)

@@ -1,0 +1,42 @@
+"""Every route of the api room, one function per feature.
+
+A feature module adds its own ``add_<feature>_routes(app)`` here and appends it to
+``ROUTE_GROUPS``; ``app.setup`` calls each group once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from runstream.api import health, history, reads
+
+API_PREFIX = "/api/runstream/v1"
+
+
+def add_health_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health.health)
+
+
+def add_read_routes(app: web.Application) -> None:
+    app.router.add_get(f"{API_PREFIX}/experiments", reads.list_experiments)
+    app.router.add_get(f"{API_PREFIX}/experiments/{{experiment_id}}", reads.get_experiment)
+    app.router.add_get(f"{API_PREFIX}/experiments/{{experiment_id}}/runs", reads.list_runs)
+    app.router.add_get(f"{API_PREFIX}/runs/{{run_id}}", reads.get_run)
+
+
+def add_history_routes(app: web.Application) -> None:
+    app.router.add_get(f"{API_PREFIX}/runs/{{run_id}}/history", history.get_history)
+
+
+ROUTE_GROUPS: list[Callable[[web.Application], None]] = [
+    add_health_routes,
+    add_read_routes,
+    add_history_routes,
+]
+
+
+def add_routes(app: web.Application) -> None:
+    for add_group in ROUTE_GROUPS:
+        add_group(app)

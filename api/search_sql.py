@@ -1,0 +1,345 @@
+"""MLflow search as one parameterised PostgreSQL query: pure builders, no I/O.
+
+``runs_query`` turns parsed comparisons and order-by clauses (``api.search_filter``) into a
+query over ``runs`` returning run ids in MLflow's order; ``experiments_query`` does the same
+for ``experiments``. Values are always bound parameters; the only identifiers written into the
+SQL come from the fixed column maps below. Paging (offset tokens), ``max_results`` and view
+types follow MLflow's SQL store, so MLflow clients page through our results unchanged.
+
+Semantics carried over from MLflow's SQL store (``_get_sqlalchemy_filter_clauses``,
+``_get_orderby_clauses``):
+
+- a metric filter compares the run's latest value (``metric_series.latest_value``); a NaN
+  latest value satisfies ``!=`` and nothing else;
+- a param/tag/metric comparison needs the key to be present (``!=`` too);
+  ``IS NULL``/``IS NOT NULL`` test presence;
+- ordering by a key puts runs lacking it last in either direction, and NaN metrics after
+  every number but before missing ones; then ``start_time DESC`` (unless ordered by
+  already) and ``run_id`` break ties.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from runstream.api import search_filter as sf
+from runstream.schemas.errors import InvalidParameterValue
+
+SEARCH_MAX_RESULTS_DEFAULT = 1000
+SEARCH_MAX_RESULTS_THRESHOLD = 50000
+
+ACTIVE = "active"
+DELETED = "deleted"
+_VIEW_STAGES = {
+    "ACTIVE_ONLY": (ACTIVE,),
+    "DELETED_ONLY": (DELETED,),
+    "ALL": (ACTIVE, DELETED),
+}
+
+# Whitelists: the only identifiers that reach SQL text.
+_RUN_COLUMNS = {
+    "run_id": "r.run_id",
+    "run_name": "r.name",
+    "status": "r.status",
+    "user_id": "r.user_id",
+    "artifact_uri": "r.artifact_uri",
+    "start_time": "r.start_time",
+    "end_time": "r.end_time",
+}
+_EXPERIMENT_COLUMNS = {
+    "experiment_id": "e.experiment_id",
+    "name": "e.name",
+    "creation_time": "e.creation_time",
+    "last_update_time": "e.last_update_time",
+}
+_KEYED_TABLES = {sf.PARAM: "params", sf.TAG: "run_tags"}
+_SQL_OPERATORS = {
+    "=": "=",
+    "!=": "<>",
+    "<": "<",
+    "<=": "<=",
+    ">": ">",
+    ">=": ">=",
+    "LIKE": "LIKE",
+    "ILIKE": "ILIKE",
+}
+# Long param and tag values cannot sit in a btree; the search indexes (0002) hold this prefix,
+# and an equality filter tests the prefix first so that the index narrows it down.
+INDEXED_PREFIX = 200
+
+EXPERIMENT_COLUMNS = (
+    "experiment_id",
+    "name",
+    "artifact_location",
+    "lifecycle_stage",
+    "creation_time",
+    "last_update_time",
+    "deleted_time",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    sql: str
+    args: tuple[object, ...]
+
+
+@dataclass(slots=True)
+class _Args:
+    values: list[object] = field(default_factory=list)
+
+    def __call__(self, value: object, cast: str = "") -> str:
+        self.values.append(value)
+        return f"${len(self.values)}{cast}"
+
+
+def _invalid(message: str) -> InvalidParameterValue:
+    return InvalidParameterValue(message)
+
+
+# --- paging and limits -------------------------------------------------------------------------
+
+
+def check_max_results(max_results: int | None, *, allow_null: bool = False) -> None:
+    """MLflow's ``_validate_max_results_param``."""
+    if (max_results is None and not allow_null) or (max_results is not None and max_results < 1):
+        raise _invalid(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            "a positive integer"
+        )
+    if max_results is not None and max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise _invalid(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
+            f"most {SEARCH_MAX_RESULTS_THRESHOLD}"
+        )
+
+
+def make_page_token(offset: int) -> str:
+    """MLflow's page token: base64 of ``{"offset": n}``."""
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def parse_page_token(page_token: str | None) -> int:
+    """The offset a page token carries (0 without a token), with MLflow's errors."""
+    if not page_token:
+        return 0
+    try:
+        decoded = base64.b64decode(page_token)
+    except (binascii.Error, ValueError) as exc:
+        raise _invalid("Invalid page token, could not base64-decode") from exc
+    try:
+        parsed = json.loads(decoded)
+    except ValueError as exc:
+        raise _invalid(f"Invalid page token, decoded value={decoded!r}") from exc
+    offset = parsed.get("offset") if isinstance(parsed, dict) else None
+    if not offset:
+        raise _invalid(f"Invalid page token, parsed value={parsed}")
+    try:
+        value = int(offset)
+    except (TypeError, ValueError) as exc:
+        raise _invalid(f"Invalid page token, not stringable {offset}") from exc
+    if value < 0:
+        raise _invalid(f"Invalid page token, parsed value={parsed}")
+    return value
+
+
+def next_page_token(offset: int, max_results: int | None, fetched: int) -> str | None:
+    """A token when the query (limited to ``max_results + 1``) found more than a page."""
+    if max_results is not None and fetched == max_results + 1:
+        return make_page_token(offset + max_results)
+    return None
+
+
+def view_stages(view_type: str | int) -> tuple[str, ...]:
+    """Lifecycle stages of a view type: ``ACTIVE_ONLY``/``DELETED_ONLY``/``ALL`` (any case) or
+    MLflow's enum numbers 1/2/3."""
+    if isinstance(view_type, int) and not isinstance(view_type, bool):
+        names = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
+        view_type = names.get(view_type, str(view_type))
+    stages = _VIEW_STAGES.get(str(view_type).upper())
+    if stages is None:
+        raise _invalid(
+            f"Invalid view type '{view_type}'. Valid view types are {list(_VIEW_STAGES)}"
+        )
+    return stages
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def _in_list(column: str, comparator: str, values: tuple[object, ...], arg: _Args, cast: str) -> str:
+    if comparator == "IN":
+        return f"{column} = ANY({arg(list(values), cast)})"
+    return f"{column} <> ALL({arg(list(values), cast)})"
+
+
+def _run_attribute(comp: sf.Comparison, arg: _Args) -> str:
+    column = _RUN_COLUMNS[comp.column]
+    value = comp.value
+    if isinstance(value, tuple):
+        return _in_list(column, comp.comparator, value, arg, "::text[]")
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _invalid(f"Invalid value {value!r} for attribute '{comp.key}'")
+    cast = "::text" if isinstance(value, str) else "::int8" if isinstance(value, int) else "::float8"
+    return f"{column} {_SQL_OPERATORS[comp.comparator]} {arg(value, cast)}"
+
+
+def _metric(comp: sf.Comparison, arg: _Args) -> str:
+    assert isinstance(comp.value, float)
+    op = _SQL_OPERATORS[comp.comparator]
+    # PostgreSQL orders NaN above every number, so only > and >= need it kept out; NaN <> x
+    # holds, as MLflow wants for !=.
+    nan = " AND m.latest_value < 'NaN'::float8" if op in (">", ">=") else ""
+    return (
+        "EXISTS (SELECT 1 FROM metric_series m WHERE m.run_id = r.run_id"
+        f" AND m.key = {arg(comp.key, '::text')}"
+        f" AND m.latest_value {op} {arg(comp.value, '::float8')}{nan})"
+    )
+
+
+def _keyed(comp: sf.Comparison, arg: _Args) -> str:
+    table = _KEYED_TABLES[comp.entity]
+    where = f"k.run_id = r.run_id AND k.key = {arg(comp.key, '::text')}"
+    if comp.comparator == "IS NULL":
+        return f"NOT EXISTS (SELECT 1 FROM {table} k WHERE {where})"
+    if comp.comparator == "IS NOT NULL":
+        return f"EXISTS (SELECT 1 FROM {table} k WHERE {where})"
+    value = arg(comp.value, "::text")
+    if comp.comparator == "=":
+        where += f" AND left(k.value, {INDEXED_PREFIX}) = left({value}, {INDEXED_PREFIX})"
+    return f"EXISTS (SELECT 1 FROM {table} k WHERE {where} AND k.value {_SQL_OPERATORS[comp.comparator]} {value})"
+
+
+def _run_condition(comp: sf.Comparison, arg: _Args) -> str:
+    if comp.entity == sf.ATTRIBUTE:
+        return _run_attribute(comp, arg)
+    if comp.entity == sf.METRIC:
+        return _metric(comp, arg)
+    if comp.entity in _KEYED_TABLES:
+        return _keyed(comp, arg)
+    # runstream records no dataset inputs, so no run has one to match (MLflow joins them).
+    return "FALSE"
+
+
+def _run_order(
+    order_by: Sequence[sf.OrderBy], arg: _Args
+) -> tuple[list[str], list[str]]:
+    joins: list[str] = []
+    keys: list[str] = []
+    for n, item in enumerate(order_by, 1):
+        direction = "ASC" if item.ascending else "DESC"
+        if item.entity == sf.ATTRIBUTE:
+            keys.append(f"{_RUN_COLUMNS[item.column]} {direction} NULLS LAST")
+            continue
+        alias = f"o{n}"
+        key = arg(item.key, "::text")
+        if item.entity == sf.METRIC:
+            joins.append(
+                f"LEFT JOIN metric_series {alias}"
+                f" ON {alias}.run_id = r.run_id AND {alias}.key = {key}"
+            )
+            value = f"{alias}.latest_value"
+            if item.ascending:
+                # numbers, then NaN (PostgreSQL sorts it above them), then missing
+                keys.append(f"{value} ASC NULLS LAST")
+            else:
+                keys.append(f"({value} = 'NaN'::float8) ASC NULLS LAST")
+                keys.append(f"{value} DESC")
+        else:
+            table = _KEYED_TABLES[item.entity]
+            joins.append(
+                f"LEFT JOIN {table} {alias} ON {alias}.run_id = r.run_id AND {alias}.key = {key}"
+            )
+            keys.append(f"{alias}.value {direction} NULLS LAST")
+    if not any(i.entity == sf.ATTRIBUTE and i.column == "start_time" for i in order_by):
+        keys.append("r.start_time DESC")
+    keys.append("r.run_id")
+    return joins, keys
+
+
+def runs_query(
+    *,
+    experiment_ids: Sequence[int],
+    stages: Sequence[str],
+    filters: Sequence[sf.Comparison] = (),
+    order_by: Sequence[sf.OrderBy] = (),
+    offset: int = 0,
+    limit: int | None = None,
+) -> Query:
+    """Run ids matching ``filters`` in the experiments and stages, in MLflow's order."""
+    arg = _Args()
+    where = []
+    # One experiment or stage as "=" lets the planner walk runs_search in start-time order.
+    if len(experiment_ids) == 1:
+        where.append(f"r.experiment_id = {arg(experiment_ids[0], '::int8')}")
+    else:
+        where.append(f"r.experiment_id = ANY({arg(list(experiment_ids), '::int8[]')})")
+    if len(stages) == 1:
+        where.append(f"r.lifecycle_stage = {arg(stages[0], '::text')}")
+    else:
+        where.append(f"r.lifecycle_stage = ANY({arg(list(stages), '::text[]')})")
+    where.extend(_run_condition(c, arg) for c in filters)
+    joins, keys = _run_order(order_by, arg)
+    sql = "SELECT r.run_id FROM runs r"
+    if joins:
+        sql += "\n" + "\n".join(joins)
+    sql += "\nWHERE " + "\n  AND ".join(where)
+    sql += "\nORDER BY " + ", ".join(keys)
+    if limit is not None:
+        sql += f"\nLIMIT {arg(limit, '::int8')}"
+    if offset:
+        sql += f" OFFSET {arg(offset, '::int8')}"
+    return Query(sql, tuple(arg.values))
+
+
+# --- experiments -------------------------------------------------------------------------------
+
+
+def _experiment_condition(comp: sf.Comparison, arg: _Args) -> str:
+    if comp.entity == sf.TAG:
+        where = f"t.experiment_id = e.experiment_id AND t.key = {arg(comp.key, '::text')}"
+        if comp.comparator == "IS NULL":
+            return f"NOT EXISTS (SELECT 1 FROM experiment_tags t WHERE {where})"
+        if comp.comparator == "IS NOT NULL":
+            return f"EXISTS (SELECT 1 FROM experiment_tags t WHERE {where})"
+        op = _SQL_OPERATORS[comp.comparator]
+        return (
+            f"EXISTS (SELECT 1 FROM experiment_tags t WHERE {where}"
+            f" AND t.value {op} {arg(comp.value, '::text')})"
+        )
+    column = _EXPERIMENT_COLUMNS[comp.key]
+    if isinstance(comp.value, tuple):
+        return _in_list(column, comp.comparator, comp.value, arg, "::int8[]")
+    cast = "::text" if comp.key == "name" else "::int8"
+    return f"{column} {_SQL_OPERATORS[comp.comparator]} {arg(comp.value, cast)}"
+
+
+def experiments_query(
+    *,
+    stages: Sequence[str],
+    filters: Sequence[sf.Comparison] = (),
+    order_by: Sequence[sf.OrderBy] = (),
+    offset: int = 0,
+    limit: int | None = None,
+) -> Query:
+    """Experiment rows (``EXPERIMENT_COLUMNS``) in MLflow's ``search_experiments`` order."""
+    arg = _Args()
+    where = [f"e.lifecycle_stage = ANY({arg(list(stages), '::text[]')})"]
+    where.extend(_experiment_condition(c, arg) for c in filters)
+    keys = [
+        f"{_EXPERIMENT_COLUMNS[o.column]} {'ASC' if o.ascending else 'DESC'}" for o in order_by
+    ]
+    if not any(o.column == "experiment_id" for o in order_by):
+        keys.append("e.experiment_id DESC")
+    columns = ", ".join(f"e.{c}" for c in EXPERIMENT_COLUMNS)
+    sql = f"SELECT {columns} FROM experiments e\nWHERE " + "\n  AND ".join(where)
+    sql += "\nORDER BY " + ", ".join(keys)
+    if limit is not None:
+        sql += f"\nLIMIT {arg(limit, '::int8')}"
+    if offset:
+        sql += f" OFFSET {arg(offset, '::int8')}"
+    return Query(sql, tuple(arg.values))

@@ -1,0 +1,96 @@
+"""Native ingest endpoints: thin handlers over ``Ingestor``.
+
+``POST /api/runstream/v1/events`` takes ``{"events": [...]}`` as msgpack (the SDK, with packed
+metric columns) or JSON. The body is decoded whole before anything is appended, so a bad
+event anywhere refuses the request with nothing written.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from runstream.ingest.app_keys import INGESTOR
+from runstream.ingest.watermarks import WATERMARKS
+from runstream.resources import SETTINGS
+from runstream.schemas import codec
+from runstream.schemas.codec import Event
+from runstream.schemas.errors import InvalidParameterValue, MalformedRequest
+from runstream.schemas.metrics import MetricsLogged
+from runstream.web import json_response, read_body, read_json_body
+
+MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def decode_events_body(body: bytes, content_type: str) -> list[Event]:
+    """The events of a request body; ``MalformedRequest`` naming the bad field otherwise."""
+    if content_type in MSGPACK_TYPES:
+        obj = codec.unpack(body, "request body")
+    else:
+        try:
+            obj = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            obj = _lenient_json(body)
+    return events_of(obj)
+
+
+def _lenient_json(body: bytes) -> Any:
+    # Python's json accepts the NaN/Infinity literals that some clients send.
+    import json
+
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise MalformedRequest(f"Request body is not valid JSON: {exc}") from exc
+
+
+def events_of(obj: Any) -> list[Event]:
+    if not isinstance(obj, dict):
+        raise MalformedRequest("Request body must be a map with an 'events' list")
+    events = obj.get("events")
+    if not isinstance(events, list):
+        raise MalformedRequest("Request body field 'events' must be a list of events")
+    unknown = set(obj) - {"events"}
+    if unknown:
+        raise MalformedRequest(f"Request body has unknown field(s) {sorted(unknown)}")
+    return [codec.decode_event(e, f"events[{i}]") for i, e in enumerate(events)]
+
+
+def idempotency_key_of(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidParameterValue(
+            "Header 'Idempotency-Key' must be 1 to 200 printable ASCII characters without spaces"
+        )
+    return key
+
+
+def wants_wait(request: web.Request) -> bool:
+    return request.query.get("wait", "").lower() in ("1", "true", "yes")
+
+
+async def post_events(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    body = await read_body(request, settings.max_body_bytes)
+    events = decode_events_body(body, request.content_type)
+    token = await request.app[INGESTOR].append(events, idempotency_key=idempotency_key_of(request))
+    if wants_wait(request):
+        await request.app[WATERMARKS].wait(token, settings.read_your_writes_timeout)
+    points = sum(e.point_count for e in events if isinstance(e, MetricsLogged))
+    return json_response({"token": str(token), "events": len(events), "points": points})
+
+
+async def get_or_create_experiment(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    obj = await read_json_body(request, settings.max_body_bytes)
+    if not isinstance(obj, dict):
+        raise MalformedRequest("Request body must be a JSON object with 'name'")
+    name: Any = obj.get("name")  # type checked by the Ingestor, with MLflow's message
+    experiment_id, created = await request.app[INGESTOR].get_or_create_experiment(name)
+    return json_response({"experiment_id": experiment_id, "created": created})

@@ -1,0 +1,252 @@
+"""The write path: check events, run each shard's append script, answer with a write token.
+
+Every entry point (the native batch endpoint, the MLflow-compatible routes in ``api``) hands
+its events to ``Ingestor.append``. Stateless checks run first (``rules``); then, per shard, one
+Lua script (``append.lua``) checks the write-side model, records the change and XADDs the
+entry, atomically, so two clients racing on the same param get exactly one acceptance.
+
+A request that spans several shards is atomic per shard, not across shards: stateless
+checks refuse bad input before any shard is touched, but a write-side refusal on one shard
+(say, a changed param) does not undo what another shard accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from importlib import resources
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from runstream.ingest import rules
+from runstream.ingest.backlog import BacklogGauge
+from runstream.ingest.commands import Absent, Appended, read_reply, script_args
+from runstream.ingest.entries import encode_entries
+from runstream.ingest.model import WriteModel
+from runstream.schemas import constants as c
+from runstream.schemas import experiments as ex
+from runstream.schemas import runs as rn
+from runstream.schemas.codec import Event
+from runstream.schemas.errors import (
+    InvalidParameterValue,
+    ResourceAlreadyExists,
+    ResourceDoesNotExist,
+    RunstreamError,
+    TemporarilyUnavailable,
+)
+from runstream.schemas.sharding import WriteToken, parse_entry_id, shard_of_run
+from runstream.schemas.validation import validate_experiment_name
+from runstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_LOAD_ROUNDS = 4
+"""Script calls per shard and request: the first, and one after each load from PostgreSQL."""
+
+_LIFECYCLE_EVENTS = (ex.ExperimentDeleted, ex.ExperimentRestored)
+
+
+def default_artifact_location(experiment_id: str) -> str:
+    """Where an experiment's artifacts go unless the client says otherwise (MLflow's proxy)."""
+    return f"mlflow-artifacts:/{experiment_id}"
+
+
+def run_artifact_uri(experiment_location: str, run_id: str) -> str:
+    return f"{experiment_location.rstrip('/')}/{run_id}/artifacts"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Ingestor:
+    def __init__(self, redis: aioredis.Redis, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.redis = redis
+        self.pool = pool
+        self.settings = settings
+        self.prefix = settings.stream_prefix
+        self.shards = settings.shards
+        self.model = WriteModel(redis, pool, self.prefix, self.shards)
+        self.backlog = BacklogGauge(redis, self.prefix, settings.backlog_limit)
+        text = resources.files("runstream.ingest").joinpath("append.lua").read_text()
+        self._script = redis.register_script(text)
+
+    async def append(
+        self, events: Sequence[Event], *, idempotency_key: str | None = None
+    ) -> WriteToken:
+        """Append ``events``; ``experiment_created`` events get their id assigned here."""
+        rules.check_events(events)
+        async with _store_errors():
+            prepared = [
+                await self._assign_id(e) if isinstance(e, ex.ExperimentCreated) else e
+                for e in events
+            ]
+            return await self._append(prepared, idempotency_key)
+
+    async def _assign_id(self, event: ex.ExperimentCreated) -> ex.ExperimentCreated:
+        experiment_id = await self.model.next_experiment_id()
+        location = event.artifact_location or default_artifact_location(experiment_id)
+        return dataclasses.replace(event, experiment_id=experiment_id, artifact_location=location)
+
+    async def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: Sequence[tuple[str, str]] = (),
+    ) -> str:
+        experiment_id, _ = await self.create_experiment_with_token(name, artifact_location, tags)
+        return experiment_id
+
+    async def create_experiment_with_token(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: Sequence[tuple[str, str]] = (),
+    ) -> tuple[str, WriteToken]:
+        validate_experiment_name(name)
+        async with _store_errors():
+            experiment_id = await self.model.next_experiment_id()
+            event = ex.ExperimentCreated(
+                experiment_id=experiment_id,
+                name=name,
+                artifact_location=artifact_location or default_artifact_location(experiment_id),
+                creation_time=now_ms(),
+                tags=tuple(tags),
+            )
+            rules.check_events([event])
+            return experiment_id, await self._append([event], None)
+
+    async def get_or_create_experiment(self, name: str) -> tuple[str, bool]:
+        """The id of the experiment called ``name`` (deleted ones too), creating it if none."""
+        validate_experiment_name(name)
+        async with _store_errors():
+            found = await self.model.experiment_id_of(name)
+        if found is not None:
+            return found, False
+        try:
+            return await self.create_experiment(name), True
+        except ResourceAlreadyExists:
+            # Another client created it between our look-up and our append.
+            async with _store_errors():
+                found = await self.model.experiment_id_of(name)
+            if found is None:
+                raise
+            return found, False
+
+    async def _append(self, events: Sequence[Event], idempotency_key: str | None) -> WriteToken:
+        events = await self._complete_runs(events)
+        by_shard: dict[int, list[Event]] = {}
+        for event in events:
+            run_id = getattr(event, "run_id", None)
+            shard = c.EXPERIMENT_SHARD if run_id is None else shard_of_run(run_id, self.shards)
+            by_shard.setdefault(shard, []).append(event)
+        shards = sorted(by_shard)
+        await self.backlog.check(shards)
+        deleted = await self.model.deleted_experiments()
+        at = now_ms()
+        results = await asyncio.gather(
+            *(
+                self._append_shard(
+                    s, by_shard[s], encode_entries(at, by_shard[s]), deleted, idempotency_key
+                )
+                for s in shards
+            ),
+            return_exceptions=True,
+        )
+        if any(isinstance(e, _LIFECYCLE_EVENTS) for e in events):
+            self.model.forget_deleted_experiments()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            # A store failure outranks a refusal: the client must retry, not give up.
+            for error in errors:
+                if not isinstance(error, RunstreamError):
+                    raise error
+            raise errors[0]
+        positions = []
+        for shard, result in zip(shards, results, strict=True):
+            assert isinstance(result, Appended)
+            if not result.duplicate:
+                self.backlog.note_appended(shard, len(result.entry_ids))
+            positions.append((shard, parse_entry_id(result.entry_ids[-1])))
+        return WriteToken(tuple(positions))
+
+    async def _append_shard(
+        self,
+        shard: int,
+        events: Sequence[Event],
+        entries: Sequence[bytes],
+        deleted: Sequence[str],
+        idempotency_key: str | None,
+    ) -> Appended:
+        absent = Absent()
+        for _ in range(MAX_LOAD_ROUNDS):
+            keys, header = script_args(self.prefix, shard, events, absent, deleted, idempotency_key)
+            reply = await self._script(keys=keys, args=[header, *entries])
+            outcome = read_reply(reply)
+            if isinstance(outcome, Appended):
+                return outcome
+            absent = absent | await self.model.load(shard, outcome)
+        raise TemporarilyUnavailable(
+            f"The write-side model of shard {shard} kept changing while loading; retry."
+        )
+
+    async def _complete_runs(self, events: Sequence[Event]) -> list[Event]:
+        """Check the experiments of new runs and give runs their default artifact URI.
+
+        Experiments live in another Redis slot than most runs, so this check is made here,
+        before the run's own shard script, rather than inside it.
+        """
+        created_here = {
+            e.experiment_id: e.artifact_location
+            for e in events
+            if isinstance(e, ex.ExperimentCreated)
+        }
+        wanted = sorted(
+            {
+                e.experiment_id
+                for e in events
+                if isinstance(e, rn.RunCreated) and e.experiment_id not in created_here
+            }
+        )
+        if not wanted:
+            return list(events)
+        infos = await self.model.experiments(wanted)
+        locations = dict(created_here)
+        for experiment_id in wanted:
+            info = infos.get(experiment_id)
+            if info is None:
+                raise ResourceDoesNotExist(f"No Experiment with id={experiment_id} exists")
+            if info.lifecycle != "active":
+                raise InvalidParameterValue(
+                    f"The experiment {experiment_id} must be in the 'active' state. "
+                    f"Current state is {info.lifecycle}."
+                )
+            locations[experiment_id] = info.artifact_location
+        return [
+            dataclasses.replace(
+                e, artifact_uri=run_artifact_uri(locations[e.experiment_id], e.run_id)
+            )
+            if isinstance(e, rn.RunCreated) and not e.artifact_uri
+            else e
+            for e in events
+        ]
+
+
+@contextlib.asynccontextmanager
+async def _store_errors() -> AsyncIterator[None]:
+    """Store outages become 503 with Retry-After; the SDK backs off and retries."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        logger.warning("redis unavailable: %s", exc, extra={"action": "redis_unavailable"})
+        raise TemporarilyUnavailable(f"Redis is unavailable: {exc}") from exc
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+        logger.warning("postgresql unavailable: %s", exc, extra={"action": "postgres_unavailable"})
+        raise TemporarilyUnavailable(f"PostgreSQL is unavailable: {exc}") from exc

@@ -1,0 +1,265 @@
+"""The consumer of one shard: read a batch, apply it in PostgreSQL, then acknowledge it.
+
+Order of reads, so that a run's events apply in stream order after any crash:
+
+1. entries this consumer was given and has not acknowledged (its own pending list);
+2. entries other (dead) consumers left pending, once idle for ``claim_idle_ms`` (XAUTOCLAIM);
+   new entries are not read while any remain, or they would overtake them;
+3. new entries (``>``), ``projector_batch`` per read, blocking ``projector_block_ms``.
+
+A batch is acknowledged only after its transaction commits; then the watermark rises to the
+newest entry below which everything is applied (or dead-lettered). An entry that fails stays
+pending and is retried from step 1 until its delivery count reaches ``max_deliveries``;
+then, or at once if it does not decode, it goes to the dead-letter stream and is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import asyncpg
+
+from runstream.projector.store import StreamEntry, apply_entries
+from runstream.projector.streams import DeadLetter, EntryId, RawEntry, ShardStream, next_id
+from runstream.schemas.codec import decode_entry
+from runstream.schemas.errors import EventDecodeError
+from runstream.schemas.sharding import format_entry_id
+from runstream.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF = 5.0
+"""Seconds between attempts while Redis or PostgreSQL is unreachable."""
+
+
+@dataclass(slots=True)
+class ConsumerStats:
+    entries: int = 0
+    """Entries applied (first delivery that reached the event log)."""
+    duplicates: int = 0
+    dead: int = 0
+    points: int = 0
+    batches: int = 0
+
+    @classmethod
+    def total(cls, parts: Iterable[ConsumerStats]) -> ConsumerStats:
+        out = cls()
+        for p in parts:
+            out.entries += p.entries
+            out.duplicates += p.duplicates
+            out.dead += p.dead
+            out.points += p.points
+            out.batches += p.batches
+        return out
+
+
+class ShardConsumer:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        stream: ShardStream,
+        still_held: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.stream = stream
+        self.shard = stream.shard
+        self.still_held = still_held
+        self.stats = ConsumerStats()
+        self._own_cursor: EntryId | None = (0, 0)
+        self._retry_own = False
+        self._claimed_all = False
+        self._claim_cursor: EntryId = (0, 0)
+        self._held_back: set[EntryId] = set()
+        self._applied_high: EntryId | None = None
+        self._group_ready = False
+
+    def restart_recovery(self) -> None:
+        """Read the own pending list and claim others' again (after an error)."""
+        self._own_cursor = (0, 0)
+        self._claimed_all = False
+        self._claim_cursor = (0, 0)
+        self._group_ready = False
+
+    @property
+    def recovering(self) -> bool:
+        return self._own_cursor is not None or self._retry_own or not self._claimed_all
+
+    async def step(self, block: bool = True) -> int:
+        """Handle one batch; returns the entries it read (0: nothing to do right now)."""
+        batch = self.settings.projector_batch
+        if not self._group_ready:
+            await self.stream.ensure_group()
+            self._group_ready = True
+        if self._own_cursor is not None:
+            raw = await self.stream.read_own_pending(self._own_cursor, batch)
+            if raw:
+                self._own_cursor = raw[-1][0]
+                await self.process(raw)
+                return len(raw)
+            self._own_cursor = None
+        if self._retry_own:
+            self._retry_own = False
+            self._own_cursor = (0, 0)
+            return await self.step(block=False)
+        if not self._claimed_all:
+            total, per_consumer = await self.stream.pending_summary()
+            if total - per_consumer.get(self.stream.consumer, 0) == 0:
+                self._claimed_all = True
+            else:
+                cursor, raw = await self.stream.claim_idle(
+                    self._claim_cursor, self.settings.claim_idle_ms, batch
+                )
+                self._claim_cursor = cursor or (0, 0)
+                if raw:
+                    await self.process(raw)
+                    return len(raw)
+                if cursor is None:
+                    # Others' entries are not idle long enough yet: their consumer may be
+                    # alive. Wait rather than overtake them.
+                    await asyncio.sleep(min(self.settings.claim_idle_ms / 4000, 0.5))
+                return 0
+        raw = await self.stream.read_new(batch, self.settings.projector_block_ms if block else None)
+        if raw:
+            await self.process(raw)
+        return len(raw)
+
+    async def process(self, raw: list[RawEntry]) -> None:
+        entries: list[StreamEntry] = []
+        acked: list[EntryId] = []
+        undecodable: dict[EntryId, tuple[bytes, str]] = {}
+        for entry_id, fields in raw:
+            if not fields:
+                acked.append(entry_id)  # deleted from the stream while pending: nothing left
+                continue
+            payload = fields.get(b"e")
+            if payload is None:
+                undecodable[entry_id] = (b"", f"entry has no 'e' field (fields {sorted(fields)})")
+                continue
+            try:
+                entries.append(StreamEntry(self.shard, entry_id, payload, decode_entry(payload)))
+            except EventDecodeError as exc:
+                undecodable[entry_id] = (payload, str(exc))
+
+        failed: dict[EntryId, str] = {}
+        if entries:
+            async with self.pool.acquire() as conn:
+                result = await apply_entries(conn, entries, self.settings.chunk_points)
+            acked += result.applied + result.duplicates
+            failed = result.failed
+            self.stats.entries += len(result.applied)
+            self.stats.duplicates += len(result.duplicates)
+            self.stats.points += result.points
+
+        dead = await self._dead_letters(entries, undecodable, failed)
+        handled = acked + [d.entry_id for d in dead]
+        self._held_back.difference_update(handled)
+        self._held_back.update(i for i in failed if i not in {d.entry_id for d in dead})
+        self._retry_own = self._retry_own or bool(self._held_back)
+        if handled:
+            top = max(handled)
+            if self._applied_high is None or top > self._applied_high:
+                self._applied_high = top
+        await self.stream.finish(acked, dead, self._watermark(handled), self._trim_below())
+        self.stats.batches += 1
+        self.stats.dead += len(dead)
+
+    def _watermark(self, handled: list[EntryId]) -> EntryId | None:
+        if not self._held_back:
+            return self._applied_high
+        low = min(self._held_back)
+        below = [i for i in handled if i < low]
+        return max(below) if below else None
+
+    def _trim_below(self) -> EntryId | None:
+        return next_id(self._applied_high) if self._applied_high else None
+
+    async def _dead_letters(
+        self,
+        entries: list[StreamEntry],
+        undecodable: dict[EntryId, tuple[bytes, str]],
+        failed: dict[EntryId, str],
+    ) -> list[DeadLetter]:
+        if not undecodable and not failed:
+            return []
+        counts = await self.stream.deliveries([*undecodable, *failed])
+        dead = [
+            DeadLetter(i, payload, error, counts.get(i, 1))
+            for i, (payload, error) in undecodable.items()
+        ]
+        payloads = {e.entry_id: e.payload for e in entries}
+        for entry_id, error in failed.items():
+            deliveries = counts.get(entry_id, 1)
+            if deliveries >= self.settings.max_deliveries:
+                dead.append(DeadLetter(entry_id, payloads[entry_id], error, deliveries))
+            else:
+                logger.warning(
+                    "shard %d entry %s failed (delivery %d of %d): %s",
+                    self.shard,
+                    format_entry_id(entry_id),
+                    deliveries,
+                    self.settings.max_deliveries,
+                    error,
+                    extra={"action": "projector_entry_failed"},
+                )
+        for d in dead:
+            logger.error(
+                "shard %d entry %s moved to the dead letters after %d deliveries: %s",
+                self.shard,
+                format_entry_id(d.entry_id),
+                d.deliveries,
+                d.error,
+                extra={"action": "projector_dead_letter"},
+            )
+        return dead
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set or the lease is lost; back off while a store is down."""
+        backoff = 0.1
+        while not stop.is_set() and self.still_held():
+            try:
+                await self.step(block=True)
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning(
+                    "shard %d: %s: %s; retrying in %.1fs",
+                    self.shard,
+                    type(exc).__name__,
+                    exc,
+                    backoff,
+                    exc_info=not _is_outage(exc),
+                    extra={"action": "projector_backoff"},
+                )
+                self.restart_recovery()
+                try:
+                    await asyncio.wait_for(stop.wait(), backoff)
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def drain(self) -> None:
+        """Apply until the shard has nothing new and nothing pending (tests and tools)."""
+        while True:
+            read = await self.step(block=False)
+            if read or self.recovering:
+                continue
+            total, _ = await self.stream.pending_summary()
+            if total == 0:
+                return
+            self.restart_recovery()
+            await asyncio.sleep(0.05)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from runstream.projector.store import is_systemic
+
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError) or is_systemic(exc)

@@ -1,0 +1,336 @@
+"""The ``runstream`` command: the server, its parts, and the operator's tools.
+
+Every flag that sets a ``Settings`` field is generated from the field, so ``--help`` shows
+its doc and its variable, and a flag wins over the variable. Only this module configures
+logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import dataclasses
+import importlib.util
+import inspect
+import itertools
+import logging
+import os
+import re
+import runpy
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from runstream import __version__
+from runstream.schemas.errors import ConfigurationError
+from runstream.settings import ENV_PREFIX, Settings
+
+logger = logging.getLogger("runstream.cli")
+
+EXIT_CONFIG = 2
+LOG_LEVEL_ENV = "RUNSTREAM_LOG_LEVEL"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# Fields shown first, in their own group: what an operator sets.
+_MAIN_FIELDS = (
+    "database_url",
+    "redis_url",
+    "artifacts_url",
+    "s3_endpoint_url",
+    "data_dir",
+    "host",
+    "port",
+    "public_url",
+    "stream_prefix",
+    "shards",
+)
+
+_FALLBACK_DOCS = {
+    "host": "Address to listen on (0.0.0.0 for every interface).",
+    "port": "TCP port to listen on.",
+    "max_body_bytes": "Largest request body accepted (bytes); larger answers 413.",
+    "projector_block_ms": "How long one XREADGROUP waits for new entries (ms).",
+    "db_pool_min": "Smallest PostgreSQL connection pool per process.",
+    "db_pool_max": "Largest PostgreSQL connection pool per process.",
+}
+
+
+def env_name(field_name: str) -> str:
+    """The RUNSTREAM_* variable of a Settings field (``data_dir`` is RUNSTREAM_HOME)."""
+    return ENV_PREFIX + ("HOME" if field_name == "data_dir" else field_name.upper())
+
+
+@cache
+def field_docs() -> dict[str, str]:
+    """Attribute docstrings of ``Settings`` (the string under each field), read from source."""
+    try:
+        tree = ast.parse(inspect.getsource(Settings))
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+    for node, following in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            text = " ".join(following.value.value.split()).replace("``", "")
+            docs[node.target.id] = re.sub(r"\s*\(env: [A-Z_]+\)", "", text)
+    return {**_FALLBACK_DOCS, **docs}
+
+
+def settings_fields() -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(Settings) if f.name != "extra"]
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    docs = field_docs()
+    main = parser.add_argument_group("stores and network")
+    tuning = parser.add_argument_group("tuning")
+    for f in settings_fields():
+        group = main if f.name in _MAIN_FIELDS else tuning
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = "unset" if default is None else default
+        help_text = f"{docs.get(f.name, '')} (env: {env_name(f.name)}; default: {shown})"
+        help_text = help_text.replace("%", "%%").strip()
+        type_name = str(f.type)
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
+        if type_name == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if type_name == "int":
+            kwargs["type"], kwargs["metavar"] = int, "N"
+        elif type_name == "float":
+            kwargs["type"], kwargs["metavar"] = float, "X"
+        elif type_name == "Path":
+            kwargs["type"], kwargs["metavar"] = Path, "DIR"
+        else:
+            kwargs["metavar"] = "URL" if f.name.endswith("url") else f.name.upper()
+        group.add_argument(flag, **kwargs)
+
+
+def _add_log_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help=f"log level (env: {LOG_LEVEL_ENV}; default: INFO)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runstream",
+        description="Event-sourced, MLflow-compatible experiment tracking.",
+    )
+    parser.add_argument("--version", action="version", version=f"runstream {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str, settings: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        _add_log_flag(sub)
+        if settings:
+            _add_settings_flags(sub)
+        return sub
+
+    command(
+        "server",
+        "Run everything in one process: ingest, projector and api on one port, with an "
+        "embedded PostgreSQL and Valkey for whichever URL is unset.",
+    ).set_defaults(handler=_cmd_server)
+    for part, text in (
+        ("ingest", "Run the ingest service (writes) against external stores."),
+        ("api", "Run the query api (reads, MLflow routes, artifacts) against external stores."),
+        ("projector", "Run a projector (stream -> PostgreSQL) against external stores."),
+    ):
+        command(part, text).set_defaults(handler=_cmd_part, part=part)
+    command("migrate", "Apply database migrations (embedded PostgreSQL if no URL).").set_defaults(
+        handler=_cmd_migrate
+    )
+    command(
+        "replay", "Rebuild every read table from the event log (embedded stores if no URL)."
+    ).set_defaults(handler=_cmd_replay)
+
+    sync = command("sync", "Upload runs the SDK spooled to disk while offline.", settings=False)
+    sync.add_argument("--url", default=None, help="server URL (default: the SDK's own default)")
+    sync.add_argument("--spool-dir", type=Path, default=None, help="spool folder")
+    sync.set_defaults(handler=_cmd_sync)
+
+    bench = commands.add_parser(
+        "bench",
+        help="Run the benchmarks (python -m bench); arguments after `bench` are passed on.",
+        description="Run the benchmarks from a runstream clone: `runstream bench ARGS` is "
+        "`python -m bench ARGS` (see `runstream bench --bench-help`).",
+    )
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for python -m bench")
+    bench.set_defaults(handler=lambda args, environ: run_bench(args.args))
+    return parser
+
+
+def configure_logging(level: str) -> None:
+    """Root logging for a runstream process; per-request access logs only at DEBUG."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
+    if level != "DEBUG":
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    flags = {f.name: getattr(args, f.name, None) for f in settings_fields()}
+    return Settings.from_env(environ, **flags)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point of the ``runstream`` command; returns the exit code."""
+    environ = os.environ if environ is None else environ
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and argv[1:2] not in (["-h"], ["--help"]):
+        # Everything after `bench` is bench's own (argparse would take its --flags as ours).
+        return run_bench(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = args.log_level or environ.get(LOG_LEVEL_ENV, "").upper() or "INFO"
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        print(f"runstream: error: {LOG_LEVEL_ENV}={level!r}: not a log level", file=sys.stderr)
+        return EXIT_CONFIG
+    handler: Callable[[argparse.Namespace, Mapping[str, str]], int] = args.handler
+    configure_logging(level)
+    try:
+        return handler(args, environ)
+    except ConfigurationError as error:
+        print(f"runstream: error: {error.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    except OSError as error:  # a store that does not answer, a port in use, ...
+        logger.debug("stopped by", exc_info=True)
+        print(f"runstream: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _cmd_server(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from runstream.embedded import EmbeddedStoreError
+    from runstream.server import run_server
+
+    settings = settings_from(args, environ)
+    try:
+        return run_server(settings)
+    except EmbeddedStoreError as error:
+        print(f"runstream: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _require_store_urls(settings: Settings, command: str) -> None:
+    for name in ("database_url", "redis_url"):
+        if getattr(settings, name) is None:
+            raise ConfigurationError(
+                f"{env_name(name)} is not set: `runstream {command}` runs against external "
+                "stores (use `runstream server` for the all-in-one default with embedded stores)"
+            )
+
+
+def _cmd_part(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from runstream.server import run_parts
+
+    settings = settings_from(args, environ)
+    _require_store_urls(settings, args.part)
+    return run_parts(settings, (args.part,))
+
+
+def _with_stores(settings: Settings, redis: bool) -> tuple[Settings, Any]:
+    """Embedded stores for a one-off command when the URLs are unset (None if not needed)."""
+    need_pg = settings.database_url is None
+    need_redis = redis and settings.redis_url is None
+    if not (need_pg or need_redis):
+        return settings, None
+    from runstream.embedded import EmbeddedStores
+
+    stores = EmbeddedStores(settings.data_dir, postgres=need_pg, redis=need_redis)
+    stores.start()
+    return (
+        settings.replace(
+            database_url=settings.database_url or stores.database_url,
+            redis_url=settings.redis_url or stores.redis_url or None,
+        ),
+        stores,
+    )
+
+
+def _cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from runstream.projector.migrations import migrate_dsn
+
+    settings, stores = _with_stores(settings_from(args, environ), redis=False)
+    try:
+        assert settings.database_url
+        applied = asyncio.run(migrate_dsn(settings.database_url))
+    finally:
+        if stores is not None:
+            stores.stop()
+    print(f"applied migrations: {applied}" if applied else "database is up to date")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from runstream.projector.migrations import migrate_dsn
+    from runstream.projector.replay import replay
+
+    settings, stores = _with_stores(settings_from(args, environ), redis=True)
+    try:
+        assert settings.database_url
+        asyncio.run(migrate_dsn(settings.database_url))
+        result = _resolve(replay(settings))
+    finally:
+        if stores is not None:
+            stores.stop()
+    if result is not None:
+        print(result)
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from runstream.client.spool import sync_spool
+
+    result = _resolve(sync_spool(args.url, args.spool_dir))
+    if result is not None:
+        print(result)
+    return 1 if getattr(result, "errors", None) else 0
+
+
+def run_bench(argv: Sequence[str]) -> int:
+    """``runstream bench ARGS``: run ``python -m bench ARGS`` in this process."""
+    argv = ["--help" if a == "--bench-help" else a for a in argv]
+    # bench/ lives in the repository, not in the installed package: run it from a clone.
+    if importlib.util.find_spec("bench") is None:
+        sys.path.insert(0, os.getcwd())
+        if importlib.util.find_spec("bench") is None:
+            print(
+                "runstream: error: no `bench` package here; run `runstream bench` from the "
+                "root of a runstream clone",
+                file=sys.stderr,
+            )
+            return 1
+    sys.argv = ["python -m bench", *argv]
+    try:
+        runpy.run_module("bench", run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+def _resolve(value: Any) -> Any:
+    """Run a coroutine to completion; pass any other value through."""
+    if inspect.isawaitable(value):
+
+        async def wait() -> Any:
+            return await value
+
+        return asyncio.run(wait())
+    return value

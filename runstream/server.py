@@ -1,0 +1,221 @@
+"""Run runstream's parts as HTTP processes: all in one (``runstream server``) or one each.
+
+``run_server`` is the zero-configuration default: it starts embedded PostgreSQL/Valkey for
+whichever store has no URL, keeps everything under ``data_dir``, migrates, and serves ingest,
+api and the projector from ONE aiohttp app. ``run_parts`` serves any subset of the parts
+against external stores (``runstream ingest|api|projector``, the containers of compose.yaml).
+
+Shutdown order on SIGINT/SIGTERM: stop accepting, finish requests (bounded), app clean-up
+(projector task, pools), then the embedded stores. Data survives restarts: PostgreSQL and the
+Valkey append-only file live under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from runstream import __version__
+from runstream.embedded import EmbeddedStores
+from runstream.projector.migrations import migrate_dsn
+from runstream.resources import PG_POOL, REDIS, use_stores
+from runstream.settings import Settings
+from runstream.web import error_middleware, json_response
+
+logger = logging.getLogger(__name__)
+
+PARTS = ("ingest", "api", "projector")
+SHUTDOWN_TIMEOUT = 5.0
+"""Seconds open requests (and live streams) get to finish at shutdown."""
+HEALTH_TIMEOUT = 2.0
+WATCHDOG_INTERVAL = 1.0
+
+
+@dataclass
+class _Outcome:
+    exit_code: int = 0
+
+
+def with_local_defaults(settings: Settings) -> Settings:
+    """An absolute ``data_dir``, and artifacts under it unless RUNSTREAM_ARTIFACTS_URL is set."""
+    data_dir = settings.data_dir.expanduser().resolve()
+    artifacts = settings.artifacts_url or str(data_dir / "artifacts")
+    return settings.replace(data_dir=data_dir, artifacts_url=artifacts)
+
+
+def room_setup(part: str) -> Callable[[web.Application, Settings], Any]:
+    """The ``setup(app, settings)`` of ``runstream.<part>`` (or of its ``app`` module)."""
+    module = importlib.import_module(f"runstream.{part}")
+    setup = getattr(module, "setup", None)
+    if setup is None:
+        setup = importlib.import_module(f"runstream.{part}.app").setup
+    return setup  # type: ignore[no-any-return]
+
+
+def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Application:
+    """One aiohttp app carrying the given parts; ``GET /health`` always answers."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; known: {PARTS}")
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    for part in PARTS:
+        if part in parts:
+            room_setup(part)(app, settings)
+    use_stores(app, settings)
+    if not any(
+        resource.canonical == "/health" for resource in app.router.resources()
+    ):  # a part without the api still answers the orchestrator's health checks
+        app.router.add_get("/health", _health)
+    return app
+
+
+async def _health(request: web.Request) -> web.Response:
+    app = request.app
+    problems = {}
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            await app[PG_POOL].fetchval("SELECT 1")
+    except Exception as exc:
+        problems["postgres"] = repr(exc)
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            await app[REDIS].ping()
+    except Exception as exc:
+        problems["redis"] = repr(exc)
+    if problems:
+        return json_response({"status": "unavailable", "problems": problems}, status=503)
+    return json_response({"status": "ok"})
+
+
+def run_server(settings: Settings, out: TextIO = sys.stdout) -> int:
+    """``runstream server``: embedded stores for unset URLs, then every part in one app.
+
+    Returns the process exit code. Must run on the main thread (signals, parent-death).
+    """
+    settings = with_local_defaults(settings)
+    stores: EmbeddedStores | None = None
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        if settings.database_url is None or settings.redis_url is None:
+            stores = EmbeddedStores(
+                settings.data_dir,
+                postgres=settings.database_url is None,
+                redis=settings.redis_url is None,
+            )
+            stores.start()
+            settings = settings.replace(
+                database_url=settings.database_url or stores.database_url,
+                redis_url=settings.redis_url or stores.redis_url,
+            )
+            logger.info(
+                "embedded stores ready in %s",
+                ", ".join(f"{k} {v:.2f} s" for k, v in stores.timings.items()),
+                extra={"action": "embedded_ready"},
+            )
+        parts = PARTS if settings.run_projector else ("ingest", "api")
+        return asyncio.run(_serve(settings, parts, stores, out))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if stores is not None:
+            stores.stop()
+
+
+def run_parts(settings: Settings, parts: Collection[str], out: TextIO = sys.stdout) -> int:
+    """``runstream ingest|api|projector``: some parts against stores given by URL."""
+    settings = with_local_defaults(settings)
+    return asyncio.run(_serve(settings, parts, None, out))
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+async def _serve(
+    settings: Settings, parts: Collection[str], stores: EmbeddedStores | None, out: TextIO
+) -> int:
+    assert settings.database_url and settings.redis_url
+    applied = await migrate_dsn(settings.database_url)
+    if applied:
+        logger.info("applied migrations %s", applied, extra={"action": "migrate"})
+    app = build_app(settings, parts)
+    stop = asyncio.Event()
+    outcome = _Outcome()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if stop.is_set():
+            logger.info("already stopping")
+            return
+        logger.info("%s: stopping", signum.name, extra={"action": "stop"})
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        access_log=logging.getLogger("aiohttp.access"),
+    )
+    await runner.setup()
+    watchdog: asyncio.Task[None] | None = None
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+        _print_banner(settings, parts, stores, out)
+        if stores is not None:
+            watchdog = asyncio.create_task(_watch(stores, stop, outcome))
+        await stop.wait()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        await runner.cleanup()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    logger.info("stopped", extra={"action": "stopped"})
+    return outcome.exit_code
+
+
+async def _watch(stores: EmbeddedStores, stop: asyncio.Event, outcome: _Outcome) -> None:
+    """An embedded store that dies takes the server down (exit 1) rather than 503s forever."""
+    while not stop.is_set():
+        await asyncio.sleep(WATCHDOG_INTERVAL)
+        failed = stores.failed()
+        if failed:
+            logger.error("embedded store exited: %s; stopping", failed)
+            outcome.exit_code = 1
+            stop.set()
+
+
+def _print_banner(
+    settings: Settings, parts: Collection[str], stores: EmbeddedStores | None, out: TextIO
+) -> None:
+    uri = settings.tracking_uri
+    lines = [
+        f"runstream {__version__} ({', '.join(p for p in PARTS if p in parts)}) "
+        f"listening on http://{settings.host}:{settings.port}"
+    ]
+    if stores is not None:
+        lines.append(f"  data:      {settings.data_dir} (embedded PostgreSQL/Valkey)")
+    if "api" in parts:
+        lines += [
+            f"  artifacts: {settings.artifacts_url}",
+            "Point MLflow and the runstream SDK at it:",
+            f"  export MLFLOW_TRACKING_URI={uri}",
+            f"Tracking URI: {uri}",
+        ]
+    elif "ingest" not in parts:
+        lines.append("  (no public routes; GET /health for health checks)")
+    print("\n".join(lines), file=out, flush=True)

@@ -1,0 +1,314 @@
+"""search_runs and search_experiments against a real database, rows inserted directly."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from runstream.api.search import search_experiments, search_runs
+from runstream.api.search_sql import make_page_token, parse_page_token
+from runstream.schemas.errors import InvalidParameterValue
+
+NAN = float("nan")
+
+# run_id: (experiment, stage, start, end, status, user, name, params, tags, metrics)
+RUNS: dict[str, tuple[Any, ...]] = {
+    "ra": (1, "active", 100, 150, "FINISHED", "alice", "alpha",
+           {"lr": "0.1", "model": "cnn"}, {"team": "vision"}, {"acc": 0.9, "loss": 0.5}),
+    "rb": (1, "active", 200, None, "RUNNING", "bob", "beta",
+           {"lr": "0.01", "model": "rnn"}, {"team": "nlp"}, {"acc": 0.7, "loss": NAN}),
+    "rc": (1, "active", 300, None, "FAILED", "alice", "gamma",
+           {"lr": "0.1"}, {}, {"acc": NAN}),
+    "rd": (1, "active", 300, None, "FINISHED", "carol", "delta",
+           {"model": "CNN-big"}, {"team": "Vision"}, {"loss": 0.1}),
+    "re": (1, "deleted", 400, None, "FINISHED", "bob", "eps",
+           {}, {}, {"acc": 0.95, "loss": 0.2}),
+    "rf": (2, "active", 500, None, "FINISHED", "alice", "zeta",
+           {"lr": "0.1"}, {}, {"acc": 0.5}),
+    "rg": (1, "active", 50, None, "RUNNING", "dave", "eta",
+           {}, {}, {"acc": 0.9}),
+}  # fmt: skip
+
+
+async def insert_runs(conn: asyncpg.Connection, runs: dict[str, tuple[Any, ...]]) -> None:
+    await conn.executemany(
+        "INSERT INTO experiments (experiment_id, name, artifact_location, creation_time,"
+        " last_update_time) VALUES ($1, $2, '', 0, 0) ON CONFLICT DO NOTHING",
+        [(e, f"exp{e}") for e in {r[0] for r in runs.values()}],
+    )
+    await conn.executemany(
+        "INSERT INTO runs (run_id, experiment_id, lifecycle_stage, start_time, end_time, status,"
+        " user_id, name, artifact_uri) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [(rid, *r[:7], f"s3://bucket/{rid}") for rid, r in runs.items()],
+    )
+    for table, col in (("params", 7), ("run_tags", 8)):
+        await conn.executemany(
+            f"INSERT INTO {table} (run_id, key, value) VALUES ($1, $2, $3)",
+            [(rid, k, v) for rid, r in runs.items() for k, v in r[col].items()],
+        )
+    await conn.executemany(
+        "INSERT INTO metric_series (run_id, key, point_count, latest_step, latest_timestamp,"
+        " latest_value) VALUES ($1, $2, 1, 0, 0, $3)",
+        [(rid, k, v) for rid, r in runs.items() for k, v in r[9].items()],
+    )
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def seeded(conn: asyncpg.Connection) -> asyncpg.Connection:
+    await insert_runs(conn, RUNS)
+    return conn
+
+
+async def ids(conn: asyncpg.Connection, filter_string: str = "", **kw: Any) -> list[str]:
+    kw.setdefault("experiment_ids", ["1"])
+    found, token = await search_runs(conn, filter_string=filter_string, **kw)
+    assert token is None
+    return found
+
+
+DEFAULT = ["rc", "rd", "rb", "ra", "rg"]
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "expected"),
+    [
+        ("", DEFAULT),
+        ("metrics.acc > 0.8", ["ra", "rg"]),
+        ("metrics.acc >= 0.9", ["ra", "rg"]),
+        ("metrics.acc != 0.9", ["rc", "rb"]),  # NaN satisfies != only
+        ("metrics.acc < 1", ["rb", "ra", "rg"]),
+        ("metrics.acc <= 0.7", ["rb"]),
+        ("metrics.acc = 0.7", ["rb"]),
+        ("metrics.loss > -1", ["rd", "ra"]),
+        ("metrics.`loss` != 0", ["rd", "rb", "ra"]),
+        ("params.lr = '0.1'", ["rc", "ra"]),
+        ("params.lr != '0.1'", ["rb"]),
+        ("params.model LIKE 'cnn%'", ["ra"]),
+        ("params.model ILIKE 'cnn%'", ["rd", "ra"]),
+        ("params.lr IS NULL", ["rd", "rg"]),
+        ("params.lr IS NOT NULL", ["rc", "rb", "ra"]),
+        ("tags.team = 'vision'", ["ra"]),
+        ("tags.team ILIKE 'VISION'", ["rd", "ra"]),
+        ("tags.team != 'nlp'", ["rd", "ra"]),
+        ("tags.team IS NULL", ["rc", "rg"]),
+        ("attributes.status = 'FINISHED'", ["rd", "ra"]),
+        ("status != 'FINISHED'", ["rc", "rb", "rg"]),
+        ("attributes.run_id IN ('ra', 'rb', 're', 'rf')", ["rb", "ra"]),
+        ("run_id NOT IN ('ra', 'rb')", ["rc", "rd", "rg"]),
+        ("attributes.start_time >= 200", ["rc", "rd", "rb"]),
+        ("created < 100", ["rg"]),
+        ("attributes.start_time > 99.5", ["rc", "rd", "rb", "ra"]),
+        ("attributes.end_time > 0", ["ra"]),
+        ("attributes.end_time != 150", []),
+        ("attributes.run_name = 'beta'", ["rb"]),
+        ("`Run Name` LIKE '%ta'", ["rd", "rb", "rg"]),
+        ("attributes.user_id = 'alice'", ["rc", "ra"]),
+        ("attributes.artifact_uri LIKE 's3://bucket/r_'", DEFAULT),
+        ("attributes.artifact_uri LIKE 's3://bucket/ra'", ["ra"]),
+        ("metrics.acc > 0.5 and params.lr = '0.1' and tags.team = 'vision'", ["ra"]),
+        ("metrics.acc > 0.5 and metrics.acc < 0.8", ["rb"]),
+        ("datasets.name = 'd'", []),
+        ("params.nope = 'x'", []),
+    ],
+)
+async def test_filters(seeded: asyncpg.Connection, filter_string: str, expected: list[str]) -> None:
+    assert await ids(seeded, filter_string) == expected
+
+
+@pytest.mark.parametrize(
+    ("order_by", "expected"),
+    [
+        # numbers, then NaN, then missing, whatever the direction; ties by start_time DESC
+        (["metrics.acc DESC"], ["ra", "rg", "rb", "rc", "rd"]),
+        (["metrics.acc"], ["rb", "ra", "rg", "rc", "rd"]),
+        (["metrics.loss ASC"], ["rd", "ra", "rb", "rc", "rg"]),
+        (["metrics.loss DESC"], ["ra", "rd", "rb", "rc", "rg"]),
+        (["params.model ASC"], ["rd", "ra", "rb", "rc", "rg"]),
+        (["params.model DESC"], ["rb", "ra", "rd", "rc", "rg"]),
+        (["tags.team DESC", "metrics.loss ASC"], ["ra", "rb", "rd", "rc", "rg"]),
+        (["tags.team", "params.lr DESC"], ["rd", "rb", "ra", "rc", "rg"]),
+        (["attributes.start_time ASC"], ["rg", "ra", "rb", "rc", "rd"]),
+        (["created DESC"], ["rc", "rd", "rb", "ra", "rg"]),
+        (["end_time DESC"], ["ra", "rc", "rd", "rb", "rg"]),
+        (["end_time ASC"], ["ra", "rc", "rd", "rb", "rg"]),
+        (["attributes.run_name"], ["ra", "rb", "rd", "rg", "rc"]),
+        (["status DESC", "user_id"], ["rb", "rg", "ra", "rd", "rc"]),
+        (["run_id DESC"], ["rg", "rd", "rc", "rb", "ra"]),
+    ],
+)
+async def test_order_by(
+    seeded: asyncpg.Connection, order_by: list[str], expected: list[str]
+) -> None:
+    assert await ids(seeded, order_by=order_by) == expected
+
+
+async def test_view_types_and_experiments(seeded: asyncpg.Connection) -> None:
+    assert await ids(seeded, run_view_type="DELETED_ONLY") == ["re"]
+    assert await ids(seeded, run_view_type="ALL") == ["re", *DEFAULT]
+    assert await ids(seeded, experiment_ids=["1", "2"]) == ["rf", *DEFAULT]
+    assert await ids(seeded, experiment_ids=["2"]) == ["rf"]
+    assert await ids(seeded, experiment_ids=[]) == []
+    assert await ids(seeded, "metrics.acc > 0.9", run_view_type="ALL") == ["re"]
+
+
+async def test_pages(seeded: asyncpg.Connection) -> None:
+    pages, token = [], None
+    while True:
+        found, token = await search_runs(
+            seeded, experiment_ids=["1", "2"], run_view_type="ALL", max_results=2,
+            order_by=["metrics.acc DESC"], page_token=token,
+        )  # fmt: skip
+        pages.append(found)
+        if token is None:
+            break
+        assert parse_page_token(token) == 2 * len(pages)
+    assert pages == [["re", "ra"], ["rg", "rb"], ["rf", "rc"], ["rd"]]
+    found, token = await search_runs(seeded, experiment_ids=["1"], max_results=5)
+    assert (found, token) == (DEFAULT, None)  # exactly a page: no token, as MLflow
+
+
+async def test_errors(seeded: asyncpg.Connection) -> None:
+    for kwargs, message in [
+        ({"filter_string": "metrics.acc LIKE 5"}, "Invalid comparator 'LIKE'"),
+        ({"order_by": ["metrics.x sideways"]}, "Invalid ordering key"),
+        ({"max_results": 50001}, "It must be at most 50000"),
+        ({"max_results": 0}, "It must be a positive integer"),
+        ({"page_token": "!!!"}, "Invalid page token"),
+        ({"page_token": make_page_token(0)}, "Invalid page token"),
+        ({"experiment_ids": ["x"]}, "Invalid experiment ID 'x'"),
+        ({"run_view_type": "SOME"}, "Invalid view type"),
+    ]:
+        kwargs.setdefault("experiment_ids", ["1"])
+        with pytest.raises(InvalidParameterValue, match=message):
+            await search_runs(seeded, **kwargs)
+
+
+def _reference_order(runs: dict[str, tuple[Any, ...]], metric: str, asc: bool) -> list[str]:
+    """MLflow's SQL ordering for ``metrics.<metric>``, written out in Python."""
+
+    def key(rid: str) -> tuple[Any, ...]:
+        v = runs[rid][9].get(metric)
+        group = 2 if v is None else 1 if math.isnan(v) else 0
+        value = 0.0 if group else (v if asc else -v)
+        return (group, value, -runs[rid][2], rid)
+
+    return sorted(runs, key=key)
+
+
+async def test_random_runs_page_without_gaps(conn: asyncpg.Connection) -> None:
+    rnd = random.Random(7)
+    runs: dict[str, tuple[Any, ...]] = {}
+    for i in range(137):
+        metrics = {}
+        if rnd.random() < 0.8:
+            metrics["m"] = NAN if rnd.random() < 0.1 else float(rnd.randint(0, 20))
+        runs[f"run{i:03d}"] = (
+            1, "active", rnd.randint(0, 30), None, "FINISHED", "u", f"n{i}",
+            {"p": str(rnd.randint(0, 3))}, {}, metrics,
+        )  # fmt: skip
+    await insert_runs(conn, runs)
+    for asc in (True, False):
+        order = ["metrics.m " + ("ASC" if asc else "DESC")]
+        pages: list[str] = []
+        token = None
+        while True:
+            found, token = await search_runs(
+                conn, experiment_ids=["1"], max_results=10, order_by=order, page_token=token
+            )
+            pages.extend(found)
+            if token is None:
+                break
+        assert pages == _reference_order(runs, "m", asc)
+    expected = [r for r in _reference_order(runs, "m", False) if runs[r][7]["p"] == "2"]
+    found, _ = await search_runs(
+        conn, experiment_ids=["1"], filter_string="params.p = '2'", order_by=["metrics.m DESC"]
+    )
+    assert found == expected
+
+
+async def test_long_param_values_are_stored_and_found(conn: asyncpg.Connection) -> None:
+    value = "".join(
+        random.Random(1).choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(6000)
+    )
+    runs = {"long": (1, "active", 1, None, "FINISHED", "u", "n", {"p": value}, {"t": value}, {})}
+    await insert_runs(conn, runs)
+    assert await ids(conn, f"params.p = '{value}' and tags.t = '{value}'") == ["long"]
+    assert await ids(conn, f"params.p = '{value[:-1]}'") == []
+
+
+@pytest.fixture
+async def experiments(conn: asyncpg.Connection) -> asyncpg.Connection:
+    await conn.execute("DELETE FROM experiments")
+    await conn.executemany(
+        "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage,"
+        " creation_time, last_update_time) VALUES ($1, $2, '', $3, $4, $5)",
+        [
+            (1, "alpha", "active", 10, 50),
+            (2, "Beta", "active", 30, 40),
+            (3, "gamma", "deleted", 20, 30),
+            (4, "delta", "active", 30, 10),
+        ],
+    )
+    await conn.executemany(
+        "INSERT INTO experiment_tags (experiment_id, key, value) VALUES ($1, $2, $3)",
+        [(1, "team", "vision"), (2, "team", "nlp"), (3, "team", "vision")],
+    )
+    return conn
+
+
+async def exp_ids(conn: asyncpg.Connection, **kw: Any) -> list[int]:
+    rows, token = await search_experiments(conn, **kw)
+    assert token is None
+    return [r["experiment_id"] for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        ({}, [2, 4, 1]),  # creation_time DESC, experiment_id ASC
+        ({"view_type": "ALL"}, [2, 4, 3, 1]),
+        ({"view_type": "DELETED_ONLY"}, [3]),
+        ({"filter_string": "name = 'alpha'"}, [1]),
+        ({"filter_string": "name ILIKE 'b%'"}, [2]),
+        ({"filter_string": "name LIKE '%a'"}, [2, 4, 1]),
+        ({"filter_string": "tags.team = 'vision'", "view_type": "ALL"}, [3, 1]),
+        ({"filter_string": "tags.team IS NULL"}, [4]),
+        ({"filter_string": "tags.team != 'vision'"}, [2]),
+        ({"filter_string": "experiment_id IN ('1', '4')"}, [4, 1]),
+        ({"filter_string": "experiment_id != '4'"}, [2, 1]),
+        ({"filter_string": "creation_time >= 20 and last_update_time < 40"}, [4]),
+        ({"order_by": ["name"]}, [2, 1, 4]),
+        ({"order_by": ["last_update_time DESC"]}, [1, 2, 4]),
+        ({"order_by": ["creation_time"]}, [1, 4, 2]),  # tie broken by experiment_id DESC
+    ],
+)
+async def test_search_experiments(
+    experiments: asyncpg.Connection, kw: dict[str, Any], expected: list[int]
+) -> None:
+    assert await exp_ids(experiments, **kw) == expected
+
+
+async def test_search_experiments_pages(experiments: asyncpg.Connection) -> None:
+    rows, token = await search_experiments(experiments, max_results=2, view_type="ALL")
+    assert [r["experiment_id"] for r in rows] == [2, 4]
+    rows, token = await search_experiments(
+        experiments, max_results=2, view_type="ALL", page_token=token
+    )
+    assert ([r["experiment_id"] for r in rows], token) == ([3, 1], None)
+    # MLflow's experiment search takes comparators case-sensitively
+    with pytest.raises(InvalidParameterValue, match="Invalid comparator 'like' not one of"):
+        await search_experiments(experiments, filter_string="name like 'a'")

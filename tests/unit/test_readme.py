@@ -1,0 +1,81 @@
+"""The newcomer path cannot rot: the README's commands are the ones CI runs and documents."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from runstream import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+CI_RUN = (ROOT / ".ci" / "run").read_text()
+
+SERVER_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/runstream server"
+TEST_COMMAND = (
+    "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/python -m pytest"
+)
+
+
+def quickstart() -> str:
+    match = re.search(r"^## Quickstart\n(.*?)^## ", README, re.S | re.M)
+    assert match, "README has no Quickstart section"
+    return match[1]
+
+
+def code_lines(text: str) -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_quickstart_has_exactly_the_two_commands() -> None:
+    lines = code_lines(quickstart())
+    assert lines[:2] == [SERVER_COMMAND, TEST_COMMAND]
+
+
+def test_ci_runs_the_readme_install_and_test_commands() -> None:
+    lines = [line.strip() for line in CI_RUN.splitlines()]
+    venv, install, tests = (part.strip() for part in TEST_COMMAND.split("&&"))
+    assert venv in lines
+    assert install in lines
+    assert any(line.startswith(tests) for line in lines)
+    assert "set -euo pipefail" in lines
+
+
+def test_ci_runs_lint_format_and_types() -> None:
+    assert ".venv/bin/ruff check ." in CI_RUN
+    assert ".venv/bin/ruff format --check ." in CI_RUN
+    assert "PYTHON=$PWD/.venv/bin/python .ci/typecheck" in CI_RUN
+
+
+def test_every_setting_is_documented() -> None:
+    names = [cli.env_name(f.name) for f in cli.settings_fields()] + [cli.LOG_LEVEL_ENV]
+    missing = [name for name in names if f"`{name}`" not in README]
+    assert missing == []
+
+
+def test_every_documented_variable_exists() -> None:
+    known = {cli.env_name(f.name) for f in cli.settings_fields()} | {cli.LOG_LEVEL_ENV}
+    documented = set(re.findall(r"`(RUNSTREAM_[A-Z_]+)`", README))
+    assert documented - known == set()
+
+
+def test_every_command_is_documented() -> None:
+    parser = cli.build_parser()
+    commands = next(
+        action.choices
+        for action in parser._actions  # argparse offers no public way to list subcommands
+        if isinstance(action.choices, dict)
+    )
+    for name in commands:
+        assert f"`runstream {name}`" in README
+
+
+def test_readme_links_resolve_or_are_marked_for_others() -> None:
+    for target in re.findall(r"\]\((docs/[^)#]+)", README):
+        section_owner_pending = target in (
+            "docs/sdk.md",
+            "docs/benchmarks.md",
+            "docs/mlflow-compatibility.md",
+        )
+        assert section_owner_pending or (ROOT / target).exists(), target
