@@ -663,11 +663,11 @@ def parse_experiments_order_by(order_by: Sequence[str] | None) -> tuple[OrderBy,
 
 def parse_experiment_id(value: object) -> int:
     """MLflow's ``_parse_experiment_id``: experiment ids are integers on the wire as strings."""
-    try:
-        if isinstance(value, bool | float):
-            raise ValueError(value)
-        return int(value)  # type: ignore[call-overload]
-    except (ValueError, TypeError) as exc:
-        raise _invalid(
-            f"Invalid experiment ID '{value}'. Experiment ID must be a valid integer."
-        ) from exc
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise _invalid(f"Invalid experiment ID '{value}'. Experiment ID must be a valid integer.")

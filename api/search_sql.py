@@ -171,7 +171,9 @@ def view_stages(view_type: str | int) -> tuple[str, ...]:
 # --- runs --------------------------------------------------------------------------------------
 
 
-def _in_list(column: str, comparator: str, values: tuple[object, ...], arg: _Args, cast: str) -> str:
+def _in_list(
+    column: str, comparator: str, values: tuple[object, ...], arg: _Args, cast: str
+) -> str:
     if comparator == "IN":
         return f"{column} = ANY({arg(list(values), cast)})"
     return f"{column} <> ALL({arg(list(values), cast)})"
@@ -184,7 +186,9 @@ def _run_attribute(comp: sf.Comparison, arg: _Args) -> str:
         return _in_list(column, comp.comparator, value, arg, "::text[]")
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise _invalid(f"Invalid value {value!r} for attribute '{comp.key}'")
-    cast = "::text" if isinstance(value, str) else "::int8" if isinstance(value, int) else "::float8"
+    cast = (
+        "::text" if isinstance(value, str) else "::int8" if isinstance(value, int) else "::float8"
+    )
     return f"{column} {_SQL_OPERATORS[comp.comparator]} {arg(value, cast)}"
 
 
@@ -211,7 +215,8 @@ def _keyed(comp: sf.Comparison, arg: _Args) -> str:
     value = arg(comp.value, "::text")
     if comp.comparator == "=":
         where += f" AND left(k.value, {INDEXED_PREFIX}) = left({value}, {INDEXED_PREFIX})"
-    return f"EXISTS (SELECT 1 FROM {table} k WHERE {where} AND k.value {_SQL_OPERATORS[comp.comparator]} {value})"
+    op = _SQL_OPERATORS[comp.comparator]
+    return f"EXISTS (SELECT 1 FROM {table} k WHERE {where} AND k.value {op} {value})"
 
 
 def _run_condition(comp: sf.Comparison, arg: _Args) -> str:
@@ -225,9 +230,7 @@ def _run_condition(comp: sf.Comparison, arg: _Args) -> str:
     return "FALSE"
 
 
-def _run_order(
-    order_by: Sequence[sf.OrderBy], arg: _Args
-) -> tuple[list[str], list[str]]:
+def _run_order(order_by: Sequence[sf.OrderBy], arg: _Args) -> tuple[list[str], list[str]]:
     joins: list[str] = []
     keys: list[str] = []
     for n, item in enumerate(order_by, 1):
@@ -330,9 +333,7 @@ def experiments_query(
     arg = _Args()
     where = [f"e.lifecycle_stage = ANY({arg(list(stages), '::text[]')})"]
     where.extend(_experiment_condition(c, arg) for c in filters)
-    keys = [
-        f"{_EXPERIMENT_COLUMNS[o.column]} {'ASC' if o.ascending else 'DESC'}" for o in order_by
-    ]
+    keys = [f"{_EXPERIMENT_COLUMNS[o.column]} {'ASC' if o.ascending else 'DESC'}" for o in order_by]
     if not any(o.column == "experiment_id" for o in order_by):
         keys.append("e.experiment_id DESC")
     columns = ", ".join(f"e.{c}" for c in EXPERIMENT_COLUMNS)

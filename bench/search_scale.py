@@ -24,19 +24,21 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from runstream.api.search import search_runs
+from runstream.api.search import PLANNER_SETTINGS, search_runs
 from runstream.api.search_filter import parse_runs_filter, parse_runs_order_by
 from runstream.api.search_sql import runs_query, view_stages
 from runstream.projector.migrations import migrate_dsn
 
 NAME = "rs_search_bench"
 QUERIES: list[tuple[str, str, list[str]]] = [
-    ("filter_metric_param_order_metric", "metrics.m0 > 0.5 and params.p0 = '3'", ["metrics.m1 DESC"]),
-    ("filter_metric_order_metric", "metrics.m0 > 0.9", ["metrics.m1 DESC"]),
-    ("order_metric_only", "", ["metrics.m2 ASC"]),
-    ("filter_param_tag_default_order", "params.p1 = '7' and tags.team = 't2'", []),
+    ("metric_param_filter_metric_order",
+     "metrics.m0 > 0.5 and params.p0 = '3'", ["metrics.m1 DESC"]),
+    ("metric_filter_metric_order", "metrics.m0 > 0.9", ["metrics.m1 DESC"]),
+    ("metric_order", "", ["metrics.m2 ASC"]),
+    ("param_tag_filter", "params.p1 = '7' and tags.team = 't2'", []),
     ("default_order", "", []),
-    ("filter_status_like_order_param", "attributes.status = 'FINISHED' and params.p3 LIKE '1%'", ["params.p4 DESC"]),
+    ("status_like_filter_param_order",
+     "attributes.status = 'FINISHED' and params.p3 LIKE '1%'", ["params.p4 DESC"]),
 ]  # fmt: skip
 
 
@@ -143,7 +145,9 @@ async def measure(url: str, sizes: dict[int, int], repeat: int, explain: bool) -
                         filters=parse_runs_filter(filter_string),
                         order_by=parse_runs_order_by(order_by), limit=101,
                     )  # fmt: skip
-                    plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + q.sql, *q.args)
+                    async with conn.transaction():
+                        await conn.execute(PLANNER_SETTINGS)
+                        plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + q.sql, *q.args)
                     print("\n".join(r[0] for r in plan))
     finally:
         await conn.close()

@@ -14,6 +14,8 @@ import msgpack
 
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
+from runstream.schemas import inputs as inp
+from runstream.schemas import models as mo
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
 from runstream.schemas.errors import (
@@ -80,6 +82,11 @@ _RUN_OPS: dict[type[Any], str] = {
     rn.ParamsLogged: "p",
     rn.RunDeleted: "rd",
     rn.RunRestored: "rr",
+    # A run's inputs and outputs, and metrics it logs to a model, need an active run.
+    inp.DatasetInputLogged: "ra",
+    inp.ModelInputLogged: "ra",
+    inp.ModelOutputLogged: "ra",
+    mo.LoggedModelMetricLogged: "ra",
 }
 _EXPERIMENT_OPS: dict[type[Any], str] = {
     ex.ExperimentDeleted: "ed",
@@ -142,6 +149,8 @@ def script_args(
                     event.artifact_location,
                 ]
             )
+        elif isinstance(event, mo.LOGGED_MODEL_EVENT_TYPES):
+            continue  # checked by ingest.logged_models: a model, once created, exists for good
         elif isinstance(event, ex.ExperimentRenamed):
             ops.append(
                 [

@@ -29,6 +29,7 @@ from runstream.ingest import rules
 from runstream.ingest.backlog import BacklogGauge
 from runstream.ingest.commands import Absent, Appended, read_reply, script_args
 from runstream.ingest.entries import encode_entries
+from runstream.ingest.logged_models import LoggedModelChecks
 from runstream.ingest.model import WriteModel
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
@@ -41,7 +42,7 @@ from runstream.schemas.errors import (
     RunstreamError,
     TemporarilyUnavailable,
 )
-from runstream.schemas.sharding import WriteToken, parse_entry_id, shard_of_run
+from runstream.schemas.sharding import WriteToken, parse_entry_id, shard_of_model, shard_of_run
 from runstream.schemas.validation import validate_experiment_name
 from runstream.settings import Settings
 
@@ -75,6 +76,7 @@ class Ingestor:
         self.shards = settings.shards
         self.model = WriteModel(redis, pool, self.prefix, self.shards)
         self.backlog = BacklogGauge(redis, self.prefix, settings.backlog_limit)
+        self.logged_models = LoggedModelChecks(redis, pool, self.prefix, self.shards, self.model)
         text = resources.files("runstream.ingest").joinpath("append.lua").read_text()
         self._script = redis.register_script(text)
 
@@ -88,7 +90,10 @@ class Ingestor:
                 await self._assign_id(e) if isinstance(e, ex.ExperimentCreated) else e
                 for e in events
             ]
-            return await self._append(prepared, idempotency_key)
+            prepared = await self.logged_models.prepare(prepared)
+            token = await self._append(prepared, idempotency_key)
+            await self.logged_models.remember(prepared)
+            return token
 
     async def _assign_id(self, event: ex.ExperimentCreated) -> ex.ExperimentCreated:
         experiment_id = await self.model.next_experiment_id()
@@ -145,7 +150,14 @@ class Ingestor:
         by_shard: dict[int, list[Event]] = {}
         for event in events:
             run_id = getattr(event, "run_id", None)
-            shard = c.EXPERIMENT_SHARD if run_id is None else shard_of_run(run_id, self.shards)
+            model_id = getattr(event, "model_id", None)
+            if run_id is not None:
+                shard = shard_of_run(run_id, self.shards)
+            elif model_id is not None:
+                # A logged model's own events (schemas.models) meet on its shard.
+                shard = shard_of_model(model_id, self.shards)
+            else:
+                shard = c.EXPERIMENT_SHARD
             by_shard.setdefault(shard, []).append(event)
         shards = sorted(by_shard)
         await self.backlog.check(shards)

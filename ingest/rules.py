@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from runstream.ingest import model_rules
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
 from runstream.schemas import runs as rn
@@ -36,6 +37,8 @@ def check_events(events: Sequence[Event]) -> int:
         path = f"events[{i}]"
         if isinstance(event, MetricsLogged):
             points += check_metrics(event, path)
+        elif isinstance(event, model_rules.TRACKED_EVENT_TYPES):
+            model_rules.check_event(event, path)
         elif is_experiment_event(event):
             check_experiment_event(event, path)
         else:

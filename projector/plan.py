@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from runstream.projector import models_plan
+from runstream.projector.models_plan import ModelRows
 from runstream.schemas import experiments as ex
 from runstream.schemas import metrics as me
 from runstream.schemas import runs as ru
@@ -101,6 +103,8 @@ class Segment:
     run_patches: dict[str, RunPatch] = field(default_factory=dict)
     run_tags: dict[tuple[str, str], str | None] = field(default_factory=dict)
     params: dict[tuple[str, str], str] = field(default_factory=dict)
+    models: ModelRows = field(default_factory=ModelRows)
+    """Logged models, datasets, run inputs and outputs (``models_plan``)."""
     cascade: RunsCascade | None = None
 
     def is_empty(self) -> bool:
@@ -112,6 +116,7 @@ class Segment:
             or self.run_patches
             or self.run_tags
             or self.params
+            or not self.models.is_empty()
             or self.cascade
         )
 
@@ -289,6 +294,8 @@ class _Planner:
                 seg.experiment_tags[(int(event.experiment_id), event.key)] = event.value
             case ex.ExperimentTagDeleted():
                 seg.experiment_tags[(int(event.experiment_id), event.key)] = None
+            case _ if models_plan.is_planned(event):
+                models_plan.add(seg.models, event)  # type: ignore[arg-type]
             case _:
                 raise TypeError(f"no projection for event type {type(event).__name__}")
 

@@ -178,6 +178,16 @@ READ_TABLES = (
     "params",
     "metric_series",
     "metric_chunks",
+    # projector/models_store.py
+    "logged_models",
+    "logged_model_tags",
+    "logged_model_params",
+    "logged_model_metrics",
+    "datasets",
+    "run_dataset_inputs",
+    "run_dataset_input_tags",
+    "run_model_inputs",
+    "run_model_outputs",
 )
 
 TRUNCATE_READ_TABLES = f"TRUNCATE {', '.join(READ_TABLES)} RESTART IDENTITY"

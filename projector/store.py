@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from runstream.projector import models_store
 from runstream.projector import queries as q
 from runstream.projector.chunks import CHUNK_COLUMNS, SeriesState, layout
 from runstream.projector.plan import Segment, WritePlan, plan
@@ -214,6 +215,8 @@ async def _apply_segment(conn: asyncpg.Connection, seg: Segment) -> None:
             [k[1] for k in keys],
             list(seg.params.values()),
         )
+    if not seg.models.is_empty():
+        await models_store.apply(conn, seg.models)
     if seg.cascade is not None:
         c = seg.cascade
         await conn.execute(q.CASCADE_RUNS, c.experiment_id, c.lifecycle_stage, c.deleted_time)

@@ -20,12 +20,18 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import msgpack
 
 from runstream.schemas import constants as c
-from runstream.schemas import experiments, metrics, runs
+from runstream.schemas import experiments, inputs, metrics, models, runs
 from runstream.schemas.errors import EventDecodeError
 from runstream.schemas.metrics import MetricSeries, pack_float64, pack_int64
 from runstream.schemas.validation import INT64_MAX, INT64_MIN
 
-Event = experiments.ExperimentEvent | runs.RunEvent | metrics.MetricsLogged
+Event = (
+    experiments.ExperimentEvent
+    | runs.RunEvent
+    | metrics.MetricsLogged
+    | models.LoggedModelEvent
+    | inputs.RunInputEvent
+)
 
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.TYPE: cls
@@ -44,6 +50,8 @@ EVENT_TYPES: dict[str, type[Any]] = {
         runs.RunTagDeleted,
         runs.ParamsLogged,
         metrics.MetricsLogged,
+        *models.LOGGED_MODEL_EVENT_TYPES,
+        *inputs.RUN_INPUT_EVENT_TYPES,
     )
 }
 

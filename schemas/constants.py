@@ -108,3 +108,12 @@ RUN_ID_LENGTH = 32
 WRITE_MODEL_TTL_SECONDS = 7 * 24 * 3600
 """Write-side run state expires when idle and is reloaded from PostgreSQL on next use."""
 IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+
+def logged_model_key(prefix: str, shard: int, model_id: str) -> str:
+    """Write-side fact that a logged model exists: string holding its experiment id.
+
+    Models are never removed (their delete is a lifecycle stage), so the fact, once set, stays
+    true; it expires when idle and is reloaded from PostgreSQL's ``logged_models``.
+    """
+    return f"{prefix}:model:{{{shard}}}:{model_id}"

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from runstream.client.batches import encode_body, maybe_gzip
 from runstream.client.transport import MSGPACK, Transport, TransportError
+from runstream.schemas.errors import InvalidParameterValue
+from runstream.schemas.sharding import WriteToken
 
 EVENTS_PATH = "/api/runstream/v1/events"
 GET_OR_CREATE_PATH = "/api/runstream/v1/experiments/get-or-create"
@@ -22,6 +24,16 @@ class Outcome:
     """Seconds the server asked to wait (429/503 ``Retry-After``)."""
     token: str = ""
     points: int = 0
+
+
+def merge_tokens(old: str, new: str) -> str:
+    """The newer position per shard of two write tokens (text form)."""
+    if not old or not new:
+        return new or old
+    try:
+        return str(WriteToken.parse(old).merged(WriteToken.parse(new)))
+    except InvalidParameterValue:
+        return new
 
 
 def backoff(attempt: int, cap: float) -> float:

@@ -22,7 +22,7 @@ from typing import Any
 from runstream.client.batches import Batch, build_batches
 from runstream.client.buffer import RunBuffer
 from runstream.client.config import ClientConfig
-from runstream.client.delivery import backoff, post_events
+from runstream.client.delivery import backoff, fill_experiment, merge_tokens, post_events
 from runstream.client.spool import (
     SpoolWriter,
     claim_orphans,
@@ -251,8 +251,6 @@ class Sender:
                 return
         if batch.experiment_name is not None and link is not None and link.experiment_id:
             batch.experiment_name = None
-            from runstream.client.delivery import fill_experiment
-
             fill_experiment(events, link.experiment_id)
         batch.attempts += 1
         outcome = post_events(
@@ -271,7 +269,7 @@ class Sender:
                 if link is not None:
                     link.points_sent += batch.points
                     link.batches_sent += 1
-                    link.token = outcome.token or link.token
+                    link.token = merge_tokens(link.token, outcome.token)
             self._settle(batch, link)
         elif outcome.kind == "retry":
             self._note_retry(batch, outcome.error, outcome.retry_after)

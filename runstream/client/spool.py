@@ -31,7 +31,7 @@ import msgpack
 
 from runstream.client.batches import Batch
 from runstream.client.config import ClientConfig, default_spool_dir
-from runstream.client.delivery import backoff, post_events
+from runstream.client.delivery import backoff, merge_tokens, post_events
 from runstream.client.transport import Transport
 
 try:
@@ -223,6 +223,8 @@ class SyncResult:
     busy_dirs: int = 0
     """Writer directories skipped because their process is still alive and sending."""
     errors: list[str] = field(default_factory=list)
+    token: str = ""
+    """Write token covering every batch sent: pass it as ``wait_for`` to ``Client`` reads."""
 
     @property
     def ok(self) -> bool:
@@ -271,6 +273,7 @@ def sync_spool(
                     break
                 kind, points, error = outcome
                 if kind == "ok":
+                    result.token = merge_tokens(result.token, error)
                     result.batches_sent += 1
                     result.points_sent += points
                 else:
@@ -293,6 +296,7 @@ def _sync_file(
     attempts: int,
     max_backoff: float,
 ) -> tuple[str, int, str] | None:
+    """``(kind, points, token or error)``, or None when the batch is left in the spool."""
     try:
         spooled = read_file(path)
     except FileNotFoundError:
@@ -321,7 +325,7 @@ def _sync_file(
         )
         if outcome.kind == "ok":
             path.unlink(missing_ok=True)
-            return ("ok", spooled.points, "")
+            return ("ok", spooled.points, outcome.token)
         if outcome.kind == "reject":
             batch = Batch(
                 spooled.run_id,
