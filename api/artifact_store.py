@@ -350,6 +350,7 @@ class S3ArtifactStore:
         self.part_bytes = part_bytes
         self.max_inflight = max_inflight
         self.presign_expiry_s = presign_expiry_s
+        self._batch_delete = True
 
     def _key(self, rel: str) -> str:
         return "/".join(p for p in (self.prefix, rel) if p)
@@ -416,6 +417,7 @@ class S3ArtifactStore:
         finally:
             for task in inflight:
                 task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
         return done
 
     async def _next_part(
@@ -480,9 +482,19 @@ class S3ArtifactStore:
             await self._delete_keys(batch)
 
     async def _delete_keys(self, keys: builtins.list[dict[str, str]]) -> None:
-        await self.client.delete_objects(
-            Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
-        )
+        if self._batch_delete:
+            try:
+                await self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                )
+                return
+            except ClientError as exc:
+                if _error_code(exc) != "NotImplemented":
+                    raise
+                # Some S3 stand-ins (localbucket) have no DeleteObjects: one by one from now.
+                self._batch_delete = False
+        for key in keys:
+            await self.client.delete_object(Bucket=self.bucket, Key=key["Key"])
 
     async def create_multipart(self, path: str, num_parts: int) -> MultipartUpload:
         _, key = self._file_key(path)

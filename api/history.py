@@ -157,6 +157,10 @@ async def get_history(request: web.Request) -> web.Response:
     key = request.query.get("key")
     if key is None or key == "":
         raise InvalidParameterValue(missing_value("key"))
+    from runstream.api import bulk  # bulk imports this module
+
+    if bulk.wants_window(request.query):  # ?points=N, start_step, end_step (api/bulk.py)
+        return await bulk.get_history_window(request, key)
     await await_token(request)
     history = await load_history(request.app[PG_POOL], request.match_info["run_id"], key)
     headers = {"Vary": "Accept"}

@@ -31,9 +31,9 @@ def proxied_root(artifact_uri: str) -> str | None:
     """The store path of a proxied run artifact root, or None when it is not proxied."""
     parts = urlsplit(artifact_uri)
     if parts.scheme == "mlflow-artifacts":
-        return clean_path(parts.path)
+        return clean_path(parts.path.lstrip("/"))
     if parts.scheme in ("http", "https") and parts.path.startswith(PROXY_PATH_PREFIX):
-        return clean_path(parts.path[len(PROXY_PATH_PREFIX) :])
+        return clean_path(parts.path[len(PROXY_PATH_PREFIX) :].lstrip("/"))
     return None
 
 

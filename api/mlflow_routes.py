@@ -14,7 +14,9 @@ from aiohttp import web
 
 from runstream.api import mlflow_artifacts as artifacts
 from runstream.api import mlflow_experiments as experiments
+from runstream.api import mlflow_inputs as inputs
 from runstream.api import mlflow_metrics as metrics
+from runstream.api import mlflow_models as models
 from runstream.api import mlflow_runs as runs
 from runstream.ingest.app import use_ingestor
 from runstream.ingest.watermarks import use_watermarks
@@ -59,6 +61,23 @@ TRACKING_ROUTES: tuple[Route, ...] = (
     Route("GET", "/metrics/get-history", metrics.get_metric_history),
     Route("GET", "/metrics/get-history-bulk-interval", metrics.get_metric_history_bulk_interval),
     Route("GET", "/artifacts/list", artifacts.list_artifacts),
+    # MLflow 3 logged models and run inputs/outputs (api/mlflow_models.py, mlflow_inputs.py)
+    Route("POST", "/runs/log-inputs", inputs.log_inputs),
+    Route("POST", "/runs/outputs", inputs.log_outputs),
+    Route("POST", "/runs/log-model", inputs.log_model),
+    Route("POST", "/logged-models", models.create_logged_model),
+    Route("POST", "/logged-models/search", models.search_logged_models),
+    Route("GET", "/logged-models/{model_id}", models.get_logged_model),
+    Route("PATCH", "/logged-models/{model_id}", models.finalize_logged_model),
+    Route("DELETE", "/logged-models/{model_id}", models.delete_logged_model),
+    Route("PATCH", "/logged-models/{model_id}/tags", models.set_logged_model_tags),
+    Route("DELETE", "/logged-models/{model_id}/tags/{tag_key}", models.delete_logged_model_tag),
+    Route("POST", "/logged-models/{model_id}/params", models.log_logged_model_params),
+    Route(
+        "GET",
+        "/logged-models/{model_id}/artifacts/directories",
+        models.list_logged_model_artifacts,
+    ),
 )
 
 SERVER_INFO = {

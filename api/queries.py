@@ -13,6 +13,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from runstream.api.logged_model_queries import RUN_IO_COLUMNS
+
 Executor: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 Row: TypeAlias = asyncpg.Record
 
@@ -24,7 +26,8 @@ SELECT e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage,
 FROM experiments e
 """
 
-_RUN = """
+_RUN = (
+    """
 SELECT r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.end_time,
        r.lifecycle_stage, r.artifact_uri,
        ARRAY(SELECT (p.key, p.value) FROM params p
@@ -34,9 +37,13 @@ SELECT r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.e
        ARRAY(SELECT (m.key, m.latest_value, m.latest_timestamp, m.latest_step)
              FROM metric_series m
              WHERE m.run_id = r.run_id AND m.latest_step IS NOT NULL
-             ORDER BY m.key) AS metrics
+             ORDER BY m.key) AS metrics,
+"""
+    + RUN_IO_COLUMNS
+    + """
 FROM runs r
 """
+)
 
 
 async def experiment_by_id(db: Executor, experiment_id: int) -> Row | None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from runstream.api import health, history, reads
+from runstream.api import bulk, health, history, live, reads
 
 API_PREFIX = "/api/runstream/v1"
 
@@ -30,10 +30,21 @@ def add_history_routes(app: web.Application) -> None:
     app.router.add_get(f"{API_PREFIX}/runs/{{run_id}}/history", history.get_history)
 
 
+def add_bulk_history_routes(app: web.Application) -> None:
+    app.router.add_post(f"{API_PREFIX}/history/bulk", bulk.post_bulk_history)
+
+
+def add_live_routes(app: web.Application) -> None:
+    live.use_live(app)
+    app.router.add_get(f"{API_PREFIX}/live", live.get_live)
+
+
 ROUTE_GROUPS: list[Callable[[web.Application], None]] = [
     add_health_routes,
     add_read_routes,
     add_history_routes,
+    add_bulk_history_routes,
+    add_live_routes,
 ]
 
 

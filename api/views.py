@@ -16,6 +16,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from runstream.api.run_io_views import run_io_to_json
+
 JsonDict = dict[str, Any]
 
 LIFECYCLE_STAGES_OF_VIEW: Mapping[str, tuple[str, ...]] = {
@@ -114,4 +116,6 @@ def experiment_row_to_json(row: Mapping[str, Any]) -> JsonDict:
 
 def run_row_to_json(row: Mapping[str, Any]) -> JsonDict:
     """A run row from ``queries`` (which carries ``params``, ``tags`` and ``metrics``)."""
-    return run_to_json(row, row["params"], row["tags"], row["metrics"])
+    out = run_to_json(row, row["params"], row["tags"], row["metrics"])
+    out["inputs"], out["outputs"] = run_io_to_json(row)  # datasets and logged models
+    return out

@@ -43,8 +43,8 @@ import redis
 HOST = "127.0.0.1"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-HEALTH_TIMEOUT = 60.0
-"""Seconds a server gets to answer its health check (MLflow's takes ~5-10 s)."""
+HEALTH_TIMEOUT = 180.0
+"""Seconds a server gets to answer /health (MLflow migrates a fresh database: 10-40 s)."""
 STOP_TIMEOUT = 10.0
 MLFLOW_DEFAULT_WORKERS = 4
 """What ``mlflow server`` starts when ``--workers`` is not given (uvicorn, MLflow 3.x)."""

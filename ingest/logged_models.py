@@ -50,11 +50,8 @@ def referenced_models(events: Sequence[Event]) -> list[str]:
     created = {e.model_id for e in events if isinstance(e, mo.LoggedModelCreated)}
     wanted: dict[str, None] = {}
     for event in events:
-        if isinstance(event, mo.LOGGED_MODEL_EVENT_TYPES) and not isinstance(
-            event, mo.LoggedModelCreated
-        ):
-            if event.model_id not in created:
-                wanted[event.model_id] = None
+        if isinstance(event, mo.LOGGED_MODEL_EVENT_TYPES) and event.model_id not in created:
+            wanted[event.model_id] = None
     return list(wanted)
 
 

@@ -62,6 +62,14 @@ class ChunkPiece:
     steps: bytes
     timestamps: bytes
     vals: bytes
+    # Where the min and max value are (migration 0005): position in this piece, step,
+    # timestamp; None when every value is NaN. A tail fill offsets the position (FILL_TAILS).
+    min_value_pos: int | None = None
+    max_value_pos: int | None = None
+    min_value_step: int | None = None
+    max_value_step: int | None = None
+    min_value_ts: int | None = None
+    max_value_ts: int | None = None
 
     def record(self) -> tuple[object, ...]:
         """The ``metric_chunks`` row, columns in ``CHUNK_COLUMNS`` order."""
@@ -80,6 +88,12 @@ class ChunkPiece:
             self.steps,
             self.timestamps,
             self.vals,
+            self.min_value_pos,
+            self.max_value_pos,
+            self.min_value_step,
+            self.max_value_step,
+            self.min_value_ts,
+            self.max_value_ts,
         )
 
 
@@ -98,6 +112,12 @@ CHUNK_COLUMNS = (
     "steps",
     "timestamps",
     "vals",
+    "min_value_pos",
+    "max_value_pos",
+    "min_value_step",
+    "max_value_step",
+    "min_value_ts",
+    "max_value_ts",
 )
 
 
@@ -148,6 +168,23 @@ def latest_indexes(
     mask &= sanitized == np.repeat(best_value, lengths)
     hits = np.flatnonzero(mask)
     return hits[np.searchsorted(hits, starts)]
+
+
+def extreme_indexes(
+    values: npt.NDArray[np.float64], starts: npt.NDArray[np.intp], largest: bool
+) -> npt.NDArray[np.intp]:
+    """Index of each segment's first smallest (or largest) non-NaN value; -1 when a segment
+    is all NaN."""
+    lengths = np.diff(np.append(starts, len(values)))
+    best = (np.fmax if largest else np.fmin).reduceat(values, starts)
+    hits = np.flatnonzero(values == np.repeat(best, lengths))
+    if len(hits) == 0:
+        return np.full(len(starts), -1, np.intp)
+    at = np.minimum(np.searchsorted(hits, starts), len(hits) - 1)
+    found = hits[at]
+    ends = starts + lengths
+    ok = (found >= starts) & (found < ends) & ~np.isnan(best)
+    return np.where(ok, found, -1).astype(np.intp)
 
 
 def layout(
@@ -206,6 +243,20 @@ def layout(
     first_values = values[starts].tolist()
     last_values = values[last].tolist()
     ends_list = ends.tolist()
+    lowest = extreme_indexes(values, starts, largest=False)
+    highest = extreme_indexes(values, starts, largest=True)
+    lowest_at = np.maximum(lowest, 0)
+    highest_at = np.maximum(highest, 0)
+    extrema = [
+        (lowest - starts).tolist(),
+        (highest - starts).tolist(),
+        steps[lowest_at].tolist(),
+        steps[highest_at].tolist(),
+        stamps[lowest_at].tolist(),
+        stamps[highest_at].tolist(),
+    ]
+    has_min = (lowest >= 0).tolist()
+    has_max = (highest >= 0).tolist()
 
     tail_fills: list[ChunkPiece] = []
     new_chunks: list[ChunkPiece] = []
@@ -226,6 +277,12 @@ def layout(
             steps=appends.steps[a * 8 : b * 8],
             timestamps=appends.timestamps[a * 8 : b * 8],
             vals=appends.values[a * 8 : b * 8],
+            min_value_pos=extrema[0][p] if has_min[p] else None,
+            max_value_pos=extrema[1][p] if has_max[p] else None,
+            min_value_step=extrema[2][p] if has_min[p] else None,
+            max_value_step=extrema[3][p] if has_max[p] else None,
+            min_value_ts=extrema[4][p] if has_min[p] else None,
+            max_value_ts=extrema[5][p] if has_max[p] else None,
         )
         (tail_fills if piece_is_tail[p] else new_chunks).append(piece)
 

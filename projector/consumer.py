@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from runstream.projector import changes
+from runstream.projector.decoding import decode_stream_entry
 from runstream.projector.store import StreamEntry, apply_entries
 from runstream.projector.streams import DeadLetter, EntryId, RawEntry, ShardStream, next_id
-from runstream.schemas.codec import decode_entry
 from runstream.schemas.errors import EventDecodeError
 from runstream.schemas.sharding import format_entry_id
 from runstream.settings import Settings
@@ -32,6 +33,10 @@ from runstream.settings import Settings
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = 5.0
+BATCH_BYTES = 64 * 1024 * 1024
+"""Stream bytes a batch aims at. Entries reach ``MAX_ENTRY_BYTES`` (8 MiB), so a count of
+entries alone does not bound memory: reads start small and grow while entries are small."""
+FIRST_READ = 8
 """Seconds between attempts while Redis or PostgreSQL is unreachable."""
 
 
@@ -77,6 +82,7 @@ class ShardConsumer:
         self._held_back: set[EntryId] = set()
         self._applied_high: EntryId | None = None
         self._group_ready = False
+        self._count = min(FIRST_READ, settings.projector_batch)
 
     def restart_recovery(self) -> None:
         """Read the own pending list and claim others' again (after an error)."""
@@ -91,7 +97,7 @@ class ShardConsumer:
 
     async def step(self, block: bool = True) -> int:
         """Handle one batch; returns the entries it read (0: nothing to do right now)."""
-        batch = self.settings.projector_batch
+        batch = self._count
         if not self._group_ready:
             await self.stream.ensure_group()
             self._group_ready = True
@@ -141,7 +147,9 @@ class ShardConsumer:
                 undecodable[entry_id] = (b"", f"entry has no 'e' field (fields {sorted(fields)})")
                 continue
             try:
-                entries.append(StreamEntry(self.shard, entry_id, payload, decode_entry(payload)))
+                entries.append(
+                    StreamEntry(self.shard, entry_id, payload, decode_stream_entry(payload))
+                )
             except EventDecodeError as exc:
                 undecodable[entry_id] = (payload, str(exc))
 
@@ -165,8 +173,16 @@ class ShardConsumer:
             if self._applied_high is None or top > self._applied_high:
                 self._applied_high = top
         await self.stream.finish(acked, dead, self._watermark(handled), self._trim_below())
+        if entries:  # live streams (api/live.py): what this batch changed
+            await changes.publish(self.stream, [e for e in entries if e.entry_id not in failed])
         self.stats.batches += 1
+        self._adapt_count(raw)
         self.stats.dead += len(dead)
+
+    def _adapt_count(self, raw: list[RawEntry]) -> None:
+        size = sum(len(fields.get(b"e", b"")) for _, fields in raw)
+        fits = int(BATCH_BYTES * len(raw) // max(size, 1))
+        self._count = max(1, min(self.settings.projector_batch, fits, 2 * self._count))
 
     def _watermark(self, handled: list[EntryId]) -> EntryId | None:
         if not self._held_back:

@@ -55,8 +55,10 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::tex
 ON CONFLICT DO NOTHING
 """
 
-# Datasets and inputs in one statement: the run gives the experiment; a dataset and a run's
-# input of it are kept from their first logging; input tags come only with a new input.
+# Datasets and inputs in one statement: the run gives the experiment; a run's input of a
+# dataset is kept from its first logging, and its tags come only with a new input. A dataset
+# keeps the fields of its least (logged time, run id) logging, whatever the order in which
+# the shards of different runs are applied.
 INSERT_DATASET_INPUTS = """
 WITH u AS (
     SELECT u.*, r.experiment_id
@@ -66,9 +68,21 @@ WITH u AS (
                              logged_time, i)
     JOIN runs r ON r.run_id = u.run_id
 ), new_datasets AS (
-    INSERT INTO datasets (experiment_id, name, digest, source_type, source, schema, profile)
-    SELECT experiment_id, name, digest, source_type, source, schema, profile FROM u ORDER BY i
-    ON CONFLICT DO NOTHING
+    INSERT INTO datasets (experiment_id, name, digest, source_type, source, schema, profile,
+                          first_logged_time, first_run_id)
+    SELECT DISTINCT ON (experiment_id, name, digest)
+           experiment_id, name, digest, source_type, source, schema, profile, logged_time,
+           run_id
+    FROM u ORDER BY experiment_id, name, digest, logged_time, run_id, i
+    ON CONFLICT (experiment_id, name, digest) DO UPDATE SET
+        source_type = EXCLUDED.source_type,
+        source = EXCLUDED.source,
+        schema = EXCLUDED.schema,
+        profile = EXCLUDED.profile,
+        first_logged_time = EXCLUDED.first_logged_time,
+        first_run_id = EXCLUDED.first_run_id
+    WHERE (EXCLUDED.first_logged_time, EXCLUDED.first_run_id)
+        < (datasets.first_logged_time, datasets.first_run_id)
 ), new_inputs AS (
     INSERT INTO run_dataset_inputs (run_id, experiment_id, name, digest, logged_time)
     SELECT run_id, experiment_id, name, digest, logged_time FROM u ORDER BY i

@@ -295,7 +295,7 @@ class _Planner:
             case ex.ExperimentTagDeleted():
                 seg.experiment_tags[(int(event.experiment_id), event.key)] = None
             case _ if models_plan.is_planned(event):
-                models_plan.add(seg.models, event)  # type: ignore[arg-type]
+                models_plan.add(seg.models, event)
             case _:
                 raise TypeError(f"no projection for event type {type(event).__name__}")
 

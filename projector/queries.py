@@ -159,12 +159,27 @@ UPDATE metric_chunks c SET
     last_value = u.last_value,
     steps = c.steps || u.steps,
     timestamps = c.timestamps || u.timestamps,
-    vals = c.vals || u.vals
+    vals = c.vals || u.vals,
+    -- Extrema (0005): the appended piece's wins only when strictly beyond (first occurrence).
+    min_value_pos = CASE WHEN u.min_value < c.min_value OR c.min_value IS NULL
+                         THEN c.n + u.min_value_pos ELSE c.min_value_pos END,
+    min_value_step = CASE WHEN u.min_value < c.min_value OR c.min_value IS NULL
+                          THEN u.min_value_step ELSE c.min_value_step END,
+    min_value_ts = CASE WHEN u.min_value < c.min_value OR c.min_value IS NULL
+                        THEN u.min_value_ts ELSE c.min_value_ts END,
+    max_value_pos = CASE WHEN u.max_value > c.max_value OR c.max_value IS NULL
+                         THEN c.n + u.max_value_pos ELSE c.max_value_pos END,
+    max_value_step = CASE WHEN u.max_value > c.max_value OR c.max_value IS NULL
+                          THEN u.max_value_step ELSE c.max_value_step END,
+    max_value_ts = CASE WHEN u.max_value > c.max_value OR c.max_value IS NULL
+                        THEN u.max_value_ts ELSE c.max_value_ts END
 FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::bigint[], $5::bigint[],
             $6::bigint[], $7::float8[], $8::float8[], $9::float8[], $10::bytea[],
-            $11::bytea[], $12::bytea[])
+            $11::bytea[], $12::bytea[], $13::integer[], $14::integer[], $15::bigint[],
+            $16::bigint[], $17::bigint[], $18::bigint[])
     AS u(series_id, chunk_no, n, min_step, max_step, last_step, min_value, max_value,
-         last_value, steps, timestamps, vals)
+         last_value, steps, timestamps, vals, min_value_pos, max_value_pos, min_value_step,
+         max_value_step, min_value_ts, max_value_ts)
 WHERE c.series_id = u.series_id AND c.chunk_no = u.chunk_no
 """
 

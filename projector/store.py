@@ -281,6 +281,12 @@ async def _apply_metrics(
             [p.steps for p in t],
             [p.timestamps for p in t],
             [p.vals for p in t],
+            [p.min_value_pos for p in t],
+            [p.max_value_pos for p in t],
+            [p.min_value_step for p in t],
+            [p.max_value_step for p in t],
+            [p.min_value_ts for p in t],
+            [p.max_value_ts for p in t],
         )
     if writes.new_chunks:
         await conn.copy_records_to_table(

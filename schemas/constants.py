@@ -117,3 +117,11 @@ def logged_model_key(prefix: str, shard: int, model_id: str) -> str:
     true; it expires when idle and is reloaded from PostgreSQL's ``logged_models``.
     """
     return f"{prefix}:model:{{{shard}}}:{model_id}"
+
+
+def changes_channel(prefix: str) -> str:
+    """Pub/sub channel on which projectors announce, after each committed batch, what it
+    changed, for live streams (api/live.py). One msgpack map per batch:
+    ``{"s": shard, "e": "<newest entry id>", "m": [[run_id, key], ...], "r": [run_id, ...]}``
+    with ``m`` the metric series that got points and ``r`` the runs whose row changed."""
+    return f"{prefix}:changes"

@@ -72,6 +72,11 @@ def _install() -> None:
         previous_hook(kind, value, tb)
 
     sys.excepthook = excepthook
+    # multiprocessing children leave through os._exit, skipping atexit, and clear the
+    # finalizers they inherit before running the after-fork hooks registered here.
+    from multiprocessing import util
+
+    util.register_after_fork(_MP_ANCHOR, _register_mp_finalizer)
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -126,8 +131,16 @@ def _after_fork_child() -> None:
     sender_module.reset_after_fork()
     for run in list(_runs.values()):
         run._after_fork_child()
-    if "multiprocessing" in sys.modules:
-        # multiprocessing children leave through os._exit, skipping atexit.
-        from multiprocessing import util
 
-        util.Finalize(None, finish_all, exitpriority=100)
+
+class _Anchor:
+    """A weak-referenceable object for ``multiprocessing.util.register_after_fork``."""
+
+
+_MP_ANCHOR = _Anchor()
+
+
+def _register_mp_finalizer(_: object) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, finish_all, exitpriority=100)

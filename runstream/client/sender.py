@@ -79,6 +79,8 @@ class Sender:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._retry_at = 0.0
+        self._server_asked_wait = False
+        """True while the current wait is a 429/503 Retry-After (flush does not cut it)."""
         self._failing = 0
         self._next_orphan_check = 0.0
         self._skip_orphans: set[str] = set()
@@ -109,6 +111,9 @@ class Sender:
     def flush(self, link: RunLink, timeout: float) -> bool:
         """Wait until everything logged to ``link`` so far is settled; False on timeout."""
         target = link.buffer.seal()
+        with self._lock:
+            if not self._server_asked_wait:
+                self._retry_at = 0.0  # try now rather than after a long backoff
         self.wake()
         deadline = time.monotonic() + timeout
         with self._progress:
@@ -298,6 +303,7 @@ class Sender:
                 else backoff(self._failing, self.config.max_backoff)
             )
             self._retry_at = time.monotonic() + delay
+            self._server_asked_wait = retry_after is not None
             link = self._links.get(batch.run_id)
             if link is not None:
                 link.retries += 1

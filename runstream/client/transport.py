@@ -163,9 +163,16 @@ class Transport:
             self._conn = None
 
     def close(self) -> None:
-        """Close the connection (a later request opens a new one)."""
-        with self._lock:
-            self._close_locked()
+        """Close the connection (a later request opens a new one).
+
+        Does not wait for a request in flight on another thread (at exit, a hung server must
+        not hold the process): that request closes the connection when it ends.
+        """
+        if self._lock.acquire(timeout=0.1):
+            try:
+                self._close_locked()
+            finally:
+                self._lock.release()
 
     def forget(self) -> None:
         """Drop the connection without touching its socket (the forked child's copy)."""

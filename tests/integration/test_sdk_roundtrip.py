@@ -92,6 +92,16 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
     return lambda: state["ns"] // 1_000_000
 
 
+def spool_files(spool: Path, pattern: str = "w-*/*.rsb") -> list[Path]:
+    return sorted(spool.glob(pattern))
+
+
+def poll_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 Expected = dict[str, list[tuple[int, int, bytes]]]
 
 
@@ -231,7 +241,7 @@ async def test_offline_start_spools_then_sync_delivers_once(
     stats = run.stats()
     total = sum(len(p) for p in expected.values())
     assert stats.points_spooled == total and stats.points_sent == 0 and stats.retries >= 1
-    files = sorted(sdk_env.glob("w-*/*.rsb"))
+    files = spool_files(sdk_env)
     assert files
     backup = sdk_env.parent / "backup"
     shutil.copytree(sdk_env, backup)
@@ -241,7 +251,7 @@ async def test_offline_start_spools_then_sync_delivers_once(
         result = await asyncio.to_thread(runstream.sync_spool, None, sdk_env)
         assert result.ok and result.points_sent == total
         assert result.batches_sent == len(files)
-        assert not list(sdk_env.glob("w-*"))  # sent files and their directory are gone
+        assert not spool_files(sdk_env, "w-*")  # sent files and their directory are gone
         again = await asyncio.to_thread(runstream.sync_spool, None, sdk_env)
         assert again.batches_sent == 0
         # A crash between the server's answer and the delete: the same files once more.
@@ -272,9 +282,7 @@ async def test_backs_off_on_429(settings: Settings) -> None:
             del os.environ["RUNSTREAM_BATCH_POINTS"]
         for i in range(600):
             run.log({"a": float(i)})
-        deadline = time.monotonic() + 20
-        while run.stats().retries == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(poll_until, lambda: run.stats().retries > 0, 20)
         stats = run.stats()
         assert stats.retries >= 1 and "429" in (stats.last_error or "")
         assert stats.points_sent < 600
@@ -399,4 +407,79 @@ async def test_sigterm_delivers_and_marks_killed(server: str, sdk_env: Path) -> 
     assert await asyncio.wait_for(proc.wait(), 60) == 128 + signal.SIGTERM
     client = runstream.Client(server)
     await wait_for_run(client, run_id, "KILLED", 5000)
+    client.close()
+
+
+async def test_memory_bound_spools_and_the_sender_resends(
+    settings: Settings, sdk_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNSTREAM_MAX_QUEUE_POINTS", "100")
+    monkeypatch.setenv("RUNSTREAM_BATCH_POINTS", "50")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    run = await asyncio.to_thread(runstream.start_run, experiment="sdk-bound", url=url)
+    for i in range(1000):
+        run.log({"a": float(i)})
+    await asyncio.to_thread(poll_until, lambda: run.stats().points_spooled >= 900, 20)
+    assert run.stats().points_spooled >= 900
+    test_server = await start(build_app(settings), port)
+    try:
+        assert await asyncio.to_thread(run.finish, "FINISHED", 60)
+        stats = run.stats()
+        assert stats.points_sent == 1000 and stats.points_pending == 0
+        assert run.experiment_id is not None  # resolved by the first batch that got through
+        assert not spool_files(sdk_env)
+        client = runstream.Client(url)
+        history = await read_history(client, run.run_id, "a", run.write_token)
+        assert history.values.tolist() == [float(i) for i in range(1000)]
+        client.close()
+    finally:
+        await test_server.close()
+
+
+async def test_refused_batches_are_kept_and_counted(server: str, sdk_env: Path) -> None:
+    import uuid
+
+    run = await asyncio.to_thread(runstream.start_run, run_id=uuid.uuid4().hex, url=server)
+    for i in range(10):
+        run.log({"a": float(i)})
+    run.set_tags({"t": "v"})
+    for i in range(5):
+        run.log({"a": float(i)})
+    assert await asyncio.to_thread(run.flush, 30)  # settled: refused, not pending
+    stats = run.stats()
+    # One batch of three events, refused, split, and each refused on its own.
+    assert stats.failures == 3 and stats.points_rejected == 15 and stats.points_sent == 0
+    assert "404" in (stats.last_error or "")
+    assert len(spool_files(sdk_env, "rejected/*.rsb")) == 3
+    await asyncio.to_thread(run.finish, "FINISHED", 5)
+
+
+def _mp_child(run: runstream.Run) -> None:
+    for i in range(300):
+        run.log({"mp": float(i)})
+    # no flush: multiprocessing leaves through os._exit; the SDK's finalizer delivers
+
+
+async def test_multiprocessing_child_delivers_without_flush(server: str) -> None:
+    import multiprocessing
+
+    run = await asyncio.to_thread(runstream.start_run, experiment="sdk-mp", url=server)
+    run.log({"mp": -1.0})
+    assert await asyncio.to_thread(run.flush, 30)
+    child = multiprocessing.get_context("fork").Process(target=_mp_child, args=(run,))
+    child.start()
+    await asyncio.to_thread(child.join, 60)
+    assert child.exitcode == 0
+    assert await asyncio.to_thread(run.finish)
+    client = runstream.Client(server)
+    await asyncio.to_thread(
+        poll_until,
+        lambda: len(client.history(run.run_id, "mp", wait_for=run.write_token)) == 301,
+        20,
+    )
+    history = await read_history(client, run.run_id, "mp", run.write_token)
+    assert sorted(history.values.tolist()) == [-1.0] + [float(i) for i in range(300)]
+    got = await asyncio.to_thread(client.get_run, run.run_id, wait_for=run.write_token)
+    assert got["info"]["status"] == "FINISHED"  # the child did not finish the run
     client.close()

@@ -1,4 +1,4 @@
-"""After fork(): the child starts with an empty buffer and its own lock; the parent keeps its own."""
+"""After fork(): the child gets an empty buffer and its own lock; the parent keeps its own."""
 
 from __future__ import annotations
 

@@ -50,14 +50,18 @@ CREATE TABLE logged_model_metrics (
 );
 
 -- Datasets, one per experiment, name and digest: the first one logged keeps its fields.
+-- "First" is the least (first_logged_time, first_run_id), not the first applied: runs of
+-- one experiment travel on different shards, and replay must rebuild the same row.
 CREATE TABLE datasets (
-    experiment_id bigint NOT NULL,
-    name          text   NOT NULL,
-    digest        text   NOT NULL,
-    source_type   text   NOT NULL,
-    source        text   NOT NULL,
-    schema        text,
-    profile       text,
+    experiment_id     bigint NOT NULL,
+    name              text   NOT NULL,
+    digest            text   NOT NULL,
+    source_type       text   NOT NULL,
+    source            text   NOT NULL,
+    schema            text,
+    profile           text,
+    first_logged_time bigint NOT NULL,
+    first_run_id      text   NOT NULL,
     PRIMARY KEY (experiment_id, name, digest)
 );
 

@@ -190,8 +190,14 @@ def test_experiments_create_get_rename_tag_delete_restore(unique: str) -> None:
     assert client.get_experiment(experiment_id).name == f"renamed-{unique}"
     assert mlflow.get_experiment_by_name(name) is None
 
+    run_id = client.create_run(experiment_id).info.run_id
     client.delete_experiment(experiment_id)
     assert client.get_experiment(experiment_id).lifecycle_stage == "deleted"
+    # MLflow cascades: the experiment's runs are deleted with it, and restored with it.
+    assert client.get_run(run_id).info.lifecycle_stage == "deleted"
+    with pytest.raises(MlflowException) as exc:
+        client.log_metric(run_id, "m", 1.0)
+    assert error_code(exc) == "INVALID_PARAMETER_VALUE"
     with pytest.raises(MlflowException) as exc:
         client.create_run(experiment_id)
     assert error_code(exc) == "INVALID_PARAMETER_VALUE"
@@ -201,6 +207,8 @@ def test_experiments_create_get_rename_tag_delete_restore(unique: str) -> None:
     assert [e.experiment_id for e in found] == [experiment_id]
     client.restore_experiment(experiment_id)
     assert client.get_experiment(experiment_id).lifecycle_stage == "active"
+    assert client.get_run(run_id).info.lifecycle_stage == "active"
+    client.log_metric(run_id, "m", 1.0)
 
     with pytest.raises(MlflowException) as exc:
         client.get_experiment("987654321")
@@ -331,6 +339,24 @@ def test_changing_a_param_is_refused(unique: str) -> None:
     assert MlflowClient().get_run(run.info.run_id).data.params == {"lr": "0.1"}
 
 
+@pytest.mark.xfail(
+    TARGET != "mlflow",
+    reason="ingest words a one-param log_batch conflict as log_param does",
+    strict=False,
+)
+def test_log_params_conflict_is_worded_as_a_batch(unique: str) -> None:
+    mlflow.set_experiment(f"wording-{unique}")
+    with mlflow.start_run() as run:
+        mlflow.log_param("lr", "0.1")
+        with pytest.raises(MlflowException) as exc:
+            mlflow.log_params({"lr": "0.2"})
+    assert exc.value.message == (
+        "INVALID_PARAMETER_VALUE: Changing param values is not allowed. Params were already logged="
+        f"'[{{'key': 'lr', 'old_value': '0.1', 'new_value': '0.2'}}]' for run ID="
+        f"'{run.info.run_id}'."
+    )
+
+
 def test_two_threads_racing_on_one_param_one_wins(unique: str) -> None:
     mlflow.set_experiment(f"race-{unique}")
     client = MlflowClient()
@@ -424,7 +450,7 @@ def test_artifacts_in_nested_folders(compat_target: Target, unique: str, tmp_pat
         "/api/2.0/mlflow/artifacts/list",
         params={"run_id": run_id, "path": "models/v1"},
     ).json()
-    assert body["root_uri"] == run.info.artifact_uri
+    assert body.get("root_uri") == run.info.artifact_uri, body
     assert body["files"] == [{"path": "models/v1/model.txt", "is_dir": False, "file_size": 7}]
 
 

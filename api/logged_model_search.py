@@ -1,0 +1,421 @@
+"""MLflow's ``search_logged_models``: filter grammar, order_by, page tokens → SQL. Pure.
+
+The grammar is MLflow's (``mlflow/utils/search_logged_model_utils.py``): comparisons joined
+by ``AND``; an identifier is an attribute (``name``, ``creation_time``, ...), or
+``metrics.<key>``, ``params.<key>``, ``tags.<key>`` (backticks around keys with spaces).
+Numeric entities (metrics, the timestamps) take ``< <= > >= = !=``; strings take
+``= != LIKE ILIKE IN NOT IN``. A metric comparison matches a model with any such point (on
+one of the request's datasets, when given). Order: the given fields (attributes, or
+``metrics.<key>`` by the model's latest point), nulls last, then newest first, then model id.
+
+Page tokens are MLflow's: base64 of ``{"experiment_ids", "filter_string", "order_by",
+"offset"}``, refused when the request's fields differ from the token's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runstream.schemas.errors import InvalidParameterValue
+
+DEFAULT_MAX_RESULTS = 100
+"""MLflow's SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT."""
+MAX_RESULTS_LIMIT = 50_000
+
+ALIASES = {
+    "creation_time": "creation_timestamp_ms",
+    "creation_timestamp": "creation_timestamp_ms",
+    "last_updated_timestamp": "last_updated_timestamp_ms",
+}
+NUMERIC_ATTRIBUTES = frozenset({"creation_timestamp_ms", "last_updated_timestamp_ms"})
+ATTRIBUTE_COLUMNS = {
+    "model_id": "m.model_id",
+    "experiment_id": "m.experiment_id::text",
+    "name": "m.name",
+    "artifact_location": "m.artifact_location",
+    "creation_timestamp_ms": "m.creation_timestamp_ms",
+    "last_updated_timestamp_ms": "m.last_updated_timestamp_ms",
+    "status": "m.status",
+    "lifecycle_stage": "m.lifecycle_stage",
+    "model_type": "m.model_type",
+    "source_run_id": "m.source_run_id",
+    "status_message": "m.status_message",
+}
+"""Attributes a filter or order_by may name, and their SQL (fixed text, never user input)."""
+ORDER_COLUMNS = {**ATTRIBUTE_COLUMNS, "experiment_id": "m.experiment_id"}
+
+NUMERIC_OPS = ("<", "<=", ">", ">=", "=", "!=")
+STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
+ENTITY_TYPES = ("attributes", "metrics", "params", "tags")
+_STATUS_VALUES = {
+    "LOGGED_MODEL_PENDING": "PENDING",
+    "LOGGED_MODEL_READY": "READY",
+    "LOGGED_MODEL_UPLOAD_FAILED": "FAILED",
+    "1": "PENDING",
+    "2": "READY",
+    "3": "FAILED",
+}
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<str>'(?:[^']|'')*'|"(?:[^"])*")
+      | (?P<list>\((?:[^()'"]|'(?:[^']|'')*'|"[^"]*")*\))
+      | (?P<op>!=|<>|<=|>=|=|<|>)
+      | (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+      | (?P<ident>(?:[A-Za-z_][\w]*\.)?(?:`[^`]+`|[\w.\-:/]+))
+    )""",
+    re.VERBOSE,
+)
+_LIST_ITEM = re.compile(r"""\s*('(?:[^']|'')*'|"[^"]*")\s*(,|$)""")
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    entity: str
+    """attributes, metrics, params or tags."""
+    key: str
+    op: str
+    value: str | float | tuple[str, ...]
+
+
+def invalid_filter(filter_string: str, detail: str) -> InvalidParameterValue:
+    return InvalidParameterValue(f"Invalid filter string: {filter_string!r}. {detail}")
+
+
+def _entity(identifier: str) -> tuple[str, str]:
+    match = re.match(r"^([a-z]+)\.(.+)$", identifier)
+    if match:
+        entity, key = match[1], match[2].strip("`")
+        if entity not in ENTITY_TYPES:
+            raise InvalidParameterValue(
+                f"Invalid entity type: {entity!r}. Expected one of {list(ENTITY_TYPES)}."
+            )
+        if entity == "attributes":
+            key = ALIASES.get(key, key)
+        return entity, key
+    return "attributes", ALIASES.get(identifier, identifier).strip("`")
+
+
+def _is_numeric(entity: str, key: str) -> bool:
+    return entity == "metrics" or (entity == "attributes" and key in NUMERIC_ATTRIBUTES)
+
+
+def _unquote(text: str) -> str:
+    if text.startswith("'"):
+        return text[1:-1].replace("''", "'")
+    return text[1:-1]
+
+
+def _tokens(filter_string: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    text = filter_string.rstrip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise invalid_filter(filter_string, f"Unexpected text at position {pos}.")
+        kind = match.lastgroup or ""
+        out.append((kind, match[kind]))
+        pos = match.end()
+    return out
+
+
+def parse_filter(filter_string: str | None) -> list[Comparison]:
+    """Comparisons joined by AND; raises INVALID_PARAMETER_VALUE with MLflow's wording."""
+    if not filter_string or not filter_string.strip():
+        return []
+    tokens = _tokens(filter_string)
+    comparisons: list[Comparison] = []
+    i = 0
+    while i < len(tokens):
+        if comparisons:
+            kind, text = tokens[i]
+            if kind != "ident" or text.upper() != "AND":
+                raise invalid_filter(
+                    filter_string,
+                    "Expected a list of comparisons separated by 'AND' (e.g. "
+                    "'metrics.loss > 0.1 AND params.lr = 0.01').",
+                )
+            i += 1
+        kind, identifier = tokens[i] if i < len(tokens) else ("", "")
+        if kind != "ident":
+            raise invalid_filter(filter_string, "Expected an identifier.")
+        i += 1
+        op, i = _operator(tokens, i, filter_string)
+        if i >= len(tokens):
+            raise invalid_filter(filter_string, "Expected a value.")
+        value_kind, value_text = tokens[i]
+        i += 1
+        entity, key = _entity(identifier)
+        numeric = _is_numeric(entity, key)
+        ops = NUMERIC_OPS if numeric else STRING_OPS
+        if op not in ops:
+            raise InvalidParameterValue(
+                f"Invalid comparison operator for {entity}.{key}: {op!r}. Expected one of {ops}."
+            )
+        if entity == "attributes" and key not in ATTRIBUTE_COLUMNS:
+            raise InvalidParameterValue(f"Invalid attribute key: {key!r}.")
+        value: str | float | tuple[str, ...]
+        if numeric:
+            try:
+                value = float(_unquote(value_text) if value_kind == "str" else value_text)
+            except ValueError:
+                raise invalid_filter(
+                    filter_string, f"Expected a number for {entity}.{key}, got {value_text}."
+                ) from None
+        elif op in ("IN", "NOT IN"):
+            if value_kind != "list":
+                raise invalid_filter(filter_string, f"Expected a list of strings after {op}.")
+            value = _string_list(value_text, filter_string)
+        elif value_kind in ("str", "num", "ident"):
+            value = _unquote(value_text) if value_kind == "str" else value_text
+        else:
+            raise invalid_filter(filter_string, f"Unexpected value {value_text}.")
+        comparisons.append(Comparison(entity, key, op, value))
+    return comparisons
+
+
+def _operator(tokens: list[tuple[str, str]], i: int, filter_string: str) -> tuple[str, int]:
+    if i >= len(tokens):
+        raise invalid_filter(filter_string, "Expected a comparison operator.")
+    kind, text = tokens[i]
+    if kind == "op":
+        return ("!=" if text == "<>" else text), i + 1
+    word = text.upper() if kind == "ident" else ""
+    if word in ("LIKE", "ILIKE", "IN"):
+        return word, i + 1
+    if word == "NOT" and i + 1 < len(tokens) and tokens[i + 1][1].upper() == "IN":
+        return "NOT IN", i + 2
+    raise invalid_filter(filter_string, f"Expected a comparison operator, got {text!r}.")
+
+
+def _string_list(text: str, filter_string: str) -> tuple[str, ...]:
+    inner = text[1:-1].strip()
+    items: list[str] = []
+    pos = 0
+    while pos < len(inner):
+        match = _LIST_ITEM.match(inner, pos)
+        if match is None:
+            raise invalid_filter(filter_string, f"Invalid list of strings {text}.")
+        items.append(_unquote(match[1]))
+        pos = match.end()
+    if not items:
+        raise invalid_filter(filter_string, f"Invalid list of strings {text}.")
+    return tuple(items)
+
+
+# -- order_by and page tokens --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBy:
+    field_name: str
+    ascending: bool = True
+    dataset_name: str | None = None
+    dataset_digest: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The form MLflow's handler passes to its store, and keeps in page tokens."""
+        return {
+            "field_name": self.field_name,
+            "ascending": self.ascending,
+            "dataset_name": self.dataset_name,
+            "dataset_digest": self.dataset_digest,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetFilter:
+    dataset_name: str
+    dataset_digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    experiment_ids: tuple[str, ...]
+    filter_string: str | None = None
+    datasets: tuple[DatasetFilter, ...] = ()
+    max_results: int = DEFAULT_MAX_RESULTS
+    order_by: tuple[OrderBy, ...] = ()
+    page_token: str | None = None
+    comparisons: tuple[Comparison, ...] = field(default=())
+
+
+def encode_page_token(request: SearchRequest, offset: int) -> str:
+    payload = {
+        "experiment_ids": list(request.experiment_ids),
+        "filter_string": request.filter_string,
+        "order_by": [o.to_dict() for o in request.order_by] or None,
+        "offset": offset,
+    }
+    return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+def decode_page_token(request: SearchRequest) -> int:
+    """The offset of ``request.page_token`` (0 without one), checked against the request."""
+    token = request.page_token
+    if not token:
+        return 0
+    try:
+        payload = json.loads(base64.b64decode(token.encode(), validate=True).decode())
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidParameterValue(f"Invalid page token: {token}. {exc}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidParameterValue(f"Invalid page token: {token}.")
+    experiment_ids = payload.get("experiment_ids")
+    if experiment_ids != list(request.experiment_ids):
+        raise InvalidParameterValue(
+            "Experiment IDs in the page token do not match the requested experiment IDs. "
+            f"Expected: {list(request.experiment_ids)}. Found: {experiment_ids}"
+        )
+    filter_string = payload.get("filter_string") or None
+    if filter_string != request.filter_string:
+        raise InvalidParameterValue(
+            "Filter string in the page token does not match the requested filter string. "
+            f"Expected: {request.filter_string}. Found: {filter_string}"
+        )
+    order_by = payload.get("order_by") or None
+    wanted = [o.to_dict() for o in request.order_by] or None
+    if order_by != wanted:
+        raise InvalidParameterValue(
+            "Order by in the page token does not match the requested order by. "
+            f"Expected: {wanted}. Found: {order_by}"
+        )
+    offset = payload.get("offset") or 0
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidParameterValue(f"Invalid page token: {token}.")
+    return offset
+
+
+# -- SQL -----------------------------------------------------------------------------------------
+
+
+class _Params:
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}"
+
+
+def _compare(column: str, op: str, value: Any, bind: _Params) -> str:
+    if op in ("IN", "NOT IN"):
+        negate = "NOT " if op == "NOT IN" else ""
+        return f"{negate}({column} = ANY({bind(list(value))}::text[]))"
+    return f"{column} {op} {bind(value)}"
+
+
+def _dataset_condition(datasets: Sequence[DatasetFilter], bind: _Params, alias: str) -> str:
+    parts = []
+    for d in datasets:
+        part = f"{alias}.dataset_name = {bind(d.dataset_name)}"
+        if d.dataset_digest:
+            part += f" AND {alias}.dataset_digest = {bind(d.dataset_digest)}"
+        parts.append(f"({part})")
+    return "(" + " OR ".join(parts) + ")"
+
+
+def _filter_value(comparison: Comparison) -> Any:
+    value = comparison.value
+    if comparison.entity == "attributes" and comparison.key == "status":
+        if isinstance(value, tuple):
+            return tuple(_STATUS_VALUES.get(v, v) for v in value)
+        if isinstance(value, str):
+            return _STATUS_VALUES.get(value, value)
+    return value
+
+
+def build_query(request: SearchRequest, offset: int) -> tuple[str, list[Any]]:
+    """SELECT of the matching model ids, in order, ``max_results + 1`` of them from ``offset``."""
+    bind = _Params()
+    where = [
+        "m.lifecycle_stage <> 'deleted'",
+        f"m.experiment_id = ANY({bind([int(i) for i in request.experiment_ids])}::bigint[])",
+    ]
+    has_metric_filter = False
+    for comp in request.comparisons:
+        value = _filter_value(comp)
+        if comp.entity == "attributes":
+            column = ATTRIBUTE_COLUMNS[comp.key]
+            if comp.key in NUMERIC_ATTRIBUTES:
+                where.append(f"{column} {comp.op} {bind(value)}::float8")
+            else:
+                where.append(_compare(column, comp.op, value, bind))
+        elif comp.entity == "metrics":
+            has_metric_filter = True
+            cond = (
+                f"x.model_id = m.model_id AND x.key = {bind(comp.key)}"
+                f" AND x.value {comp.op} {bind(value)}::float8"
+            )
+            if request.datasets:
+                cond += " AND " + _dataset_condition(request.datasets, bind, "x")
+            where.append(f"EXISTS (SELECT 1 FROM logged_model_metrics x WHERE {cond})")
+        else:
+            table = "logged_model_params" if comp.entity == "params" else "logged_model_tags"
+            cond = _compare("x.value", comp.op, value, bind)
+            where.append(
+                f"EXISTS (SELECT 1 FROM {table} x WHERE x.model_id = m.model_id"
+                f" AND x.key = {bind(comp.key)} AND {cond})"
+            )
+    if request.datasets and not has_metric_filter:
+        cond = _dataset_condition(request.datasets, bind, "x")
+        where.append(
+            f"EXISTS (SELECT 1 FROM logged_model_metrics x WHERE x.model_id = m.model_id"
+            f" AND {cond})"
+        )
+    order, joins = _order(request.order_by, bind)
+    sql = (
+        "SELECT m.model_id FROM logged_models m"
+        + "".join(joins)
+        + " WHERE "
+        + " AND ".join(where)
+        + " ORDER BY "
+        + ", ".join(order)
+        + f" LIMIT {bind(request.max_results + 1)} OFFSET {bind(offset)}"
+    )
+    return sql, bind.values
+
+
+def _order(order_by: Sequence[OrderBy], bind: _Params) -> tuple[list[str], list[str]]:
+    clauses: list[str] = []
+    joins: list[str] = []
+    seen: set[str] = set()
+    for n, ob in enumerate(order_by):
+        direction = "ASC" if ob.ascending else "DESC"
+        if "." not in ob.field_name:
+            name = ALIASES.get(ob.field_name, ob.field_name)
+            column = ORDER_COLUMNS.get(name)
+            if column is None:
+                raise InvalidParameterValue(f"Invalid order by field name: {ob.field_name}")
+            seen.add(name)
+            clauses.append(f"{column} {direction} NULLS LAST")
+            continue
+        entity, key = ob.field_name.split(".", 1)
+        if entity != "metrics":
+            raise InvalidParameterValue(
+                f"Invalid order by field name: {ob.field_name}. Only metrics are supported."
+            )
+        cond = f"x.model_id = m.model_id AND x.key = {bind(key)}"
+        if ob.dataset_name:
+            cond += f" AND x.dataset_name = {bind(ob.dataset_name)}"
+        if ob.dataset_digest:
+            cond += f" AND x.dataset_digest = {bind(ob.dataset_digest)}"
+        alias = f"o{n}"
+        joins.append(
+            f" LEFT JOIN LATERAL (SELECT x.value FROM logged_model_metrics x WHERE {cond}"
+            " ORDER BY x.timestamp_ms DESC, x.step DESC, x.run_id ASC LIMIT 1)"
+            f" {alias} ON true"
+        )
+        clauses.append(f"{alias}.value {direction} NULLS LAST")
+    if "creation_timestamp_ms" not in seen:
+        clauses.append("m.creation_timestamp_ms DESC")
+    if "model_id" not in seen:
+        clauses.append("m.model_id ASC")
+    return clauses, joins

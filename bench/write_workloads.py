@@ -1,0 +1,691 @@
+"""The write path (issue 5), and MLflow's client calls against runstream and MLflow's server.
+
+Each workload is ``fn(ctx) -> list[Result]``; ``WORKLOADS`` names them for ``python -m bench
+--only``. Client processes are spawned (a fresh interpreter each, as a training script is)
+and every loop is bounded by a count and a deadline.
+
+Sizes are ``ctx.size(quick, full)``: quick mode is for development on a busy machine (every
+workload in seconds); the full sizes are what the published figures use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from bench.harness import Server, start_runstream
+from bench.report import Context, Result, Target, median, missing, percentile, summarize
+
+SDK = "Write path: native SDK and ingest (issue 5)"
+SIDE = "MLflow client calls: runstream vs MLflow's server (issue 5)"
+WAIT_DEADLINE = 300.0
+"""Longest a workload waits for its points to become queryable (seconds)."""
+CHILD_TIMEOUT = 900.0
+"""Longest a client process may take before the workload gives up (seconds)."""
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _pool(processes: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _in_processes(fn: Callable[..., dict[str, Any]], calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Run ``fn(*args)`` for each args tuple, each in its own fresh process, concurrently."""
+    with _pool(len(calls)) as pool:
+        futures = [pool.submit(fn, *args) for args in calls]
+        return [f.result(timeout=CHILD_TIMEOUT) for f in futures]
+
+
+def wait_queryable(url: str, pairs: Iterable[tuple[str, str]], deadline: float) -> float:
+    """Read each run with ``wait_for=<token>`` until it answers; returns when the last did.
+
+    A 503 (the projector is further behind than the server's read-your-writes timeout) is
+    retried until ``deadline`` (``time.monotonic``).
+    """
+    import runstream
+
+    with runstream.Client(url) as client:
+        for run_id, token in pairs:
+            while True:
+                try:
+                    client.get_run(run_id, wait_for=token or None)
+                    break
+                except runstream.HTTPError as exc:
+                    if exc.status != 503 or time.monotonic() > deadline:
+                        raise
+    return time.time()
+
+
+def _mlflow_route_ready(url: str) -> str | None:
+    """None when ``url`` serves MLflow's tracking API, else why not."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(
+            url + "/api/2.0/mlflow/experiments/search?max_results=1", timeout=10
+        ) as resp:
+            return None if resp.status == 200 else f"MLflow route answered {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return f"MLflow routes not served yet (HTTP {exc.code})"
+    except OSError as exc:
+        return f"MLflow routes unreachable ({exc})"
+
+
+# -- 1. SDK call cost ------------------------------------------------------------------------
+
+
+def _busy(n: int) -> int:
+    """Stand-in for a training step: pure-Python arithmetic holding the GIL."""
+    x = 0
+    for i in range(n):
+        x += i * i % 7
+    return x
+
+
+def _calibrate(target_s: float) -> int:
+    n = 1000
+    for _ in range(20):
+        t0 = time.perf_counter()
+        _busy(n)
+        took = time.perf_counter() - t0
+        if took > 0.002:
+            break
+        n *= 2
+    return max(1, int(n * target_s / took))
+
+
+def sdk_call_cost(ctx: Context) -> list[Result]:
+    """ns per ``run.log`` (1, 4, 16 keys) and a CPU-bound loop's slowdown while logging."""
+    import runstream
+
+    calls = ctx.size(100_000, 200_000)
+    repeats = ctx.size(3, 7)
+    results: list[Result] = []
+    # Ingest-only server: the points are accepted (the sender is really busy) but nothing
+    # is projected, so the millions of points do not load the machine for what follows.
+    with start_runstream(ctx.stores, run_projector=False) as server:
+        run = runstream.start_run(experiment="bench-sdk-cost", url=server.url)
+        try:
+            for keys in (1, 4, 16):
+                metrics = {f"metric_{k}": 0.5 + k for k in range(keys)}
+                samples = []
+                for rep in range(repeats):
+                    log = run.log
+                    step0 = rep * calls
+                    t0 = time.perf_counter_ns()
+                    for i in range(step0, step0 + calls):
+                        log(metrics, step=i)
+                    samples.append((time.perf_counter_ns() - t0) / calls)
+                    run.flush(timeout=120)
+                results.append(
+                    Result(
+                        f"sdk_log_{keys}_keys",
+                        SDK,
+                        f"ns per run.log({keys} keys), median of {repeats} x {calls:,} calls",
+                        median(samples),
+                        "ns",
+                        better="lower",
+                        target=Target("<=", 2000) if keys == 4 else None,
+                        detail={
+                            "samples_ns": samples,
+                            "points_per_s": keys * 1e9 / median(samples),
+                        },
+                    )
+                )
+            results += _training_slowdown(ctx, run)
+        finally:
+            run.finish(timeout=60)
+    return results
+
+
+def _training_slowdown(ctx: Context, run: Any) -> list[Result]:
+    """Iterations/s of a ~100 µs pure-Python step, without and with ``run.log`` of 4 keys."""
+    seconds = ctx.size(2, 5)
+    rounds = ctx.size(2, 3)
+    work = _calibrate(100e-6)
+    metrics = {"loss": 0.0, "acc": 0.0, "lr": 0.001, "grad_norm": 1.0}
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    step = 10**9  # past the steps of the call-cost loops
+    for _ in range(rounds):
+        for logging in (False, True):
+            iterations = 0
+            t0 = time.perf_counter()
+            deadline = t0 + seconds
+            while True:
+                value = _busy(work)
+                if logging:
+                    metrics["loss"] = float(value & 0xFF)
+                    run.log(metrics, step=step)
+                    step += 1
+                iterations += 1
+                if iterations % 64 == 0 and time.perf_counter() >= deadline:
+                    break
+            rates[logging].append(iterations / (time.perf_counter() - t0))
+        run.flush(timeout=60)
+    plain, logged = median(rates[False]), median(rates[True])
+    slowdown = 100.0 * (1 - logged / plain)
+    return [
+        Result(
+            "sdk_training_slowdown",
+            SDK,
+            f"slowdown of a ~100 µs CPU-bound step logging 4 keys/step "
+            f"({plain:,.0f} → {logged:,.0f} it/s)",
+            slowdown,
+            "%",
+            better="lower",
+            detail={
+                "iterations_per_s_plain": rates[False],
+                "iterations_per_s_logging": rates[True],
+            },
+        )
+    ]
+
+
+# -- 2. ingest acceptance --------------------------------------------------------------------
+
+
+def _sdk_writer(
+    url: str, experiment: str, calls: int, keys: int, flush_timeout: float
+) -> dict[str, Any]:
+    """Child process: one run, ``calls`` x ``keys`` points as fast as the SDK takes them."""
+    import runstream
+
+    run = runstream.start_run(experiment=experiment, url=url)
+    metrics = {f"metric_{k}": 0.0 for k in range(keys)}
+    log = run.log
+    started = time.time()
+    for i in range(calls):
+        metrics["metric_0"] = i * 1e-3
+        log(metrics, step=i)
+    logged = time.time()
+    delivered = run.flush(timeout=flush_timeout)
+    flushed = time.time()
+    token = run.write_token
+    stats = run.stats()
+    run.finish(timeout=flush_timeout)
+    return {
+        "run_id": run.run_id,
+        "token": token,
+        "started": started,
+        "logged": logged,
+        "flushed": flushed,
+        "delivered": delivered,
+        "points": calls * keys,
+        "points_sent": stats.points_sent,
+        "points_dropped": stats.points_dropped,
+        "retries": stats.retries,
+    }
+
+
+def ingest_acceptance(ctx: Context) -> list[Result]:
+    """Points/s ingest accepts: from SDK processes, and from raw pre-encoded HTTP batches."""
+    results: list[Result] = []
+    keys = 16
+    with start_runstream(ctx.stores, run_projector=False) as server:
+        for processes in (1, 4):
+            calls = ctx.size(100_000, 400_000) // processes
+            outs = _in_processes(
+                _sdk_writer,
+                [(server.url, "bench-ingest", calls, keys, 300.0)] * processes,
+            )
+            start = min(o["started"] for o in outs)
+            end = max(o["flushed"] for o in outs)
+            sent = sum(o["points_sent"] for o in outs)
+            results.append(
+                Result(
+                    f"ingest_accept_sdk_{processes}proc",
+                    SDK,
+                    f"points/s accepted by ingest from {processes} SDK process(es), "
+                    f"{keys} keys per log call (no projector)",
+                    sent / (end - start),
+                    "points/s",
+                    target=Target(">=", 1_000_000),
+                    detail={
+                        "points": sent,
+                        "seconds": end - start,
+                        "log_loop_s": [o["logged"] - o["started"] for o in outs],
+                        "retries": sum(o["retries"] for o in outs),
+                        "dropped": sum(o["points_dropped"] for o in outs),
+                    },
+                )
+            )
+        results.append(_ingest_http(ctx, server))
+    return results
+
+
+def _ingest_http(ctx: Context, server: Server) -> Result:
+    """Reuses ``bench/ingest_throughput.py``: pre-encoded 10,000-point batches, 8 in flight."""
+    import argparse
+
+    from bench import ingest_throughput
+
+    args = argparse.Namespace(seconds=ctx.size(3, 10), points=10_000, keys=10, concurrency=8)
+    out = asyncio.run(ingest_throughput.drive(server.url, args))
+    return Result(
+        "ingest_accept_http",
+        SDK,
+        "points/s accepted by ingest, pre-encoded msgpack batches of 10,000 points, "
+        "8 requests in flight (bench/ingest_throughput.py)",
+        float(out["points_per_second"]),
+        "points/s",
+        target=Target(">=", 1_000_000),
+        detail=out,
+    )
+
+
+# -- 3. end to end ---------------------------------------------------------------------------
+
+
+def end_to_end(ctx: Context) -> list[Result]:
+    """SDK processes log as fast as they can; clock stops when every point is queryable."""
+    server = ctx.runstream()
+    results: list[Result] = []
+    keys = 10
+    for processes in (1, 4):
+        calls = ctx.size(40_000, 400_000) // processes
+        outs = _in_processes(
+            _sdk_writer,
+            [(server.url, f"bench-e2e-{processes}", calls, keys, 300.0)] * processes,
+        )
+        start = min(o["started"] for o in outs)
+        done = wait_queryable(
+            server.url,
+            [(o["run_id"], o["token"]) for o in outs],
+            time.monotonic() + WAIT_DEADLINE,
+        )
+        total = sum(o["points"] for o in outs)
+        import runstream
+
+        with runstream.Client(server.url) as client:
+            stored = len(client.history(outs[0]["run_id"], "metric_1"))
+        note = "" if stored == calls else f"stored {stored} of {calls} points of a series"
+        results.append(
+            Result(
+                f"e2e_throughput_{processes}proc",
+                SDK,
+                f"points/s from {processes} SDK process(es) until all are queryable "
+                f"({total:,} points)",
+                total / (done - start),
+                "points/s",
+                target=Target(">=", 250_000),
+                detail={
+                    "points": total,
+                    "seconds": done - start,
+                    "flushed_after_s": max(o["flushed"] for o in outs) - start,
+                },
+                note=note,
+            )
+        )
+    results += _latency(ctx, server)
+    return results
+
+
+def _latency(ctx: Context, server: Server) -> list[Result]:
+    rate = 50_000
+    per_batch = 1_000
+    seconds = ctx.size(5, 30)
+    out = asyncio.run(_paced_latency(server.url, rate, per_batch, seconds))
+    lat = out.pop("latencies_ms")
+    return [
+        Result(
+            f"e2e_latency_{q}",
+            SDK,
+            f"ms from ingest acceptance to readable (wait_for read), {q} at {rate:,} points/s "
+            f"offered ({per_batch:,}-point batches)",
+            percentile(lat, 50 if q == "p50" else 99),
+            "ms",
+            better="lower",
+            target=Target("<=", 100) if q == "p99" else None,
+            detail={**out, "latency_ms": summarize(lat)} if q == "p99" else {},
+        )
+        for q in ("p50", "p99")
+    ]
+
+
+async def _paced_latency(url: str, rate: int, per_batch: int, seconds: float) -> dict[str, Any]:
+    import aiohttp
+    import msgpack
+
+    from bench.ingest_throughput import batch_body, post
+    from runstream.schemas import codec
+    from runstream.schemas import runs as rn
+
+    run_id = uuid.uuid4().hex
+    interval = per_batch / rate
+    batches = int(seconds / interval)
+    latencies: list[float] = []
+    accept_ms: list[float] = []
+    late = 0
+    async with aiohttp.ClientSession() as session:
+        created = rn.RunCreated(run_id, "0", "bench", "latency", int(time.time() * 1000), "")
+        await post(
+            session,
+            url,
+            msgpack.packb({"events": [codec.event_to_obj(created)]}, use_bin_type=True),
+        )
+        bodies = [batch_body(run_id, per_batch, 10, i * (per_batch // 10)) for i in range(batches)]
+
+        async def one(body: bytes) -> None:
+            t0 = time.perf_counter()
+            answer = await post(session, url, body)
+            accepted = time.perf_counter()
+            accept_ms.append(1000 * (accepted - t0))
+            async with session.get(
+                f"{url}/api/runstream/v1/runs/{run_id}", params={"wait_for": answer["token"]}
+            ) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"read with wait_for answered {resp.status}")
+            latencies.append(1000 * (time.perf_counter() - accepted))
+
+        tasks = []
+        started = time.perf_counter()
+        for i, body in enumerate(bodies):
+            delay = started + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -interval:
+                late += 1
+            tasks.append(asyncio.create_task(one(body)))
+        await asyncio.wait_for(asyncio.gather(*tasks), WAIT_DEADLINE)
+        elapsed = time.perf_counter() - started
+    return {
+        "latencies_ms": latencies,
+        "batches": batches,
+        "offered_points_per_s": rate,
+        "achieved_points_per_s": batches * per_batch / elapsed,
+        "late_sends": late,
+        "accept_ms": summarize(accept_ms),
+    }
+
+
+# -- 4. MLflow client calls, both servers ------------------------------------------------------
+
+
+def _mlflow_env(url: str) -> None:
+    os.environ["MLFLOW_TRACKING_URI"] = url
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+
+
+def _mlflow_log_batch(url: str, calls: int) -> dict[str, Any]:
+    """Child: ``MlflowClient().log_batch`` of 1,000 metrics (10 keys x 100 steps) per call."""
+    _mlflow_env(url)
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(url)
+    experiment = client.create_experiment(f"bench-batch-{uuid.uuid4().hex[:8]}")
+    run_id = client.create_run(experiment).info.run_id
+    times = []
+    now = int(time.time() * 1000)
+    for c in range(calls):
+        metrics = [
+            Metric(f"metric_{k}", c * 0.001 + s, now, c * 100 + s)
+            for s in range(100)
+            for k in range(10)
+        ]
+        t0 = time.perf_counter()
+        client.log_batch(run_id, metrics=metrics)
+        times.append(time.perf_counter() - t0)
+    client.set_terminated(run_id)
+    return {"seconds": times, "points": calls * 1000}
+
+
+def _mlflow_sync(url: str, calls: int) -> dict[str, Any]:
+    """Child: fluent ``mlflow.log_metric`` (synchronous), one call per step."""
+    _mlflow_env(url)
+    import mlflow
+
+    mlflow.set_experiment(f"bench-sync-{uuid.uuid4().hex[:8]}")
+    times = []
+    with mlflow.start_run():
+        for i in range(calls):
+            t0 = time.perf_counter()
+            mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
+            times.append(time.perf_counter() - t0)
+    return {"seconds": times}
+
+
+def _mlflow_async(url: str, calls: int) -> dict[str, Any]:
+    """Child: ``mlflow.log_metric(..., synchronous=False)``, then wait for the queue."""
+    _mlflow_env(url)
+    import mlflow
+
+    mlflow.set_experiment(f"bench-async-{uuid.uuid4().hex[:8]}")
+    with mlflow.start_run():
+        t0 = time.perf_counter()
+        for i in range(calls):
+            mlflow.log_metric("loss", 1.0 / (i + 1), step=i, synchronous=False)
+        t_calls = time.perf_counter()
+        mlflow.flush_async_logging()
+        t_done = time.perf_counter()
+    return {"call_s": (t_calls - t0) / calls, "total_s": t_done - t0, "points": calls}
+
+
+def _ray_style_sweep(
+    url: str, experiment: str, trials: Sequence[int], steps: int, metrics: int
+) -> dict[str, Any]:
+    """Child: what Ray Tune's ``MLflowLoggerCallback`` does for its trials, interleaved.
+
+    Uses Ray's own ``_MLflowLoggerUtil`` (ray/air/_internal/mlflow.py) as the callback does:
+    ``start_run`` (create_run) and ``log_params`` per trial, ``log_metrics(run_id, result,
+    step=iteration)`` per result (a ``get_run`` then one ``log_metric`` per key), and
+    ``end_run`` per trial.
+    """
+    _mlflow_env(url)
+    from ray.air._internal.mlflow import _MLflowLoggerUtil
+
+    util = _MLflowLoggerUtil()
+    util.setup_mlflow(tracking_uri=url, experiment_name=experiment)
+    started = time.time()
+    runs = {}
+    for t in trials:
+        run = util.start_run(run_name=f"trial_{t:05d}", tags={"trial_name": f"trial_{t:05d}"})
+        runs[t] = run.info.run_id
+        util.log_params(run_id=runs[t], params_to_log={"lr": 0.001 * (t + 1), "layers": t % 4})
+    for step in range(1, steps + 1):
+        for t in trials:
+            result = {f"metric_{k}": t + step * 0.001 + k for k in range(metrics)}
+            util.log_metrics(run_id=runs[t], metrics_to_log=result, step=step)
+    for t in trials:
+        util.end_run(run_id=runs[t], status="FINISHED")
+    return {"started": started, "done": time.time(), "points": len(trials) * steps * metrics}
+
+
+def _native_sweep(
+    url: str, experiment: str, trials: Sequence[int], steps: int, metrics: int
+) -> dict[str, Any]:
+    """Child: the same sweep through the native SDK (one ``run.log`` per result)."""
+    import runstream
+
+    started = time.time()
+    runs = {
+        t: runstream.start_run(
+            experiment=experiment,
+            url=url,
+            name=f"trial_{t:05d}",
+            params={"lr": 0.001 * (t + 1), "layers": t % 4},
+        )
+        for t in trials
+    }
+    for step in range(1, steps + 1):
+        for t in trials:
+            runs[t].log({f"metric_{k}": t + step * 0.001 + k for k in range(metrics)}, step=step)
+    pairs = []
+    for run in runs.values():
+        run.flush(timeout=300)
+        pairs.append((run.run_id, run.write_token))
+        run.finish(timeout=300)
+    return {
+        "started": started,
+        "flushed": time.time(),
+        "pairs": pairs,
+        "points": len(trials) * steps * metrics,
+    }
+
+
+def _sweep(
+    child: Callable[..., dict[str, Any]], url: str, runs: int, steps: int, processes: int
+) -> dict[str, Any]:
+    experiment = f"bench-sweep-{uuid.uuid4().hex[:8]}"
+    if child is _ray_style_sweep:
+        # Created once up front: four callbacks racing to create it would collide.
+        _create_experiment(url, experiment)
+    shares = [list(range(p, runs, processes)) for p in range(processes)]
+    outs = _in_processes(child, [(url, experiment, share, steps, 5) for share in shares])
+    start = min(o["started"] for o in outs)
+    if child is _native_sweep:
+        pairs = [pair for o in outs for pair in o["pairs"]]
+        end = wait_queryable(url, pairs, time.monotonic() + WAIT_DEADLINE)
+    else:
+        end = max(o["done"] for o in outs)
+    points = sum(o["points"] for o in outs)
+    return {"points": points, "seconds": end - start, "points_per_s": points / (end - start)}
+
+
+def _create_experiment(url: str, name: str) -> None:
+    with _pool(1) as pool:
+        pool.submit(_create_experiment_child, url, name).result(timeout=120)
+
+
+def _create_experiment_child(url: str, name: str) -> dict[str, Any]:
+    _mlflow_env(url)
+    from mlflow.tracking import MlflowClient
+
+    return {"experiment_id": MlflowClient(url).create_experiment(name)}
+
+
+def _one(child: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    with _pool(1) as pool:
+        out: dict[str, Any] = pool.submit(child, *args).result(timeout=CHILD_TIMEOUT)
+        return out
+
+
+def mlflow_side_by_side(ctx: Context) -> list[Result]:
+    """The ``mlflow`` client's calls against runstream's MLflow route and MLflow's server."""
+    runstream_url = ctx.runstream().url
+    not_ready = _mlflow_route_ready(runstream_url)
+    ml = ctx.mlflow()
+    mlflow_url = ml.url if ml is not None else None
+    targets = [t for t in (None if not_ready else runstream_url, mlflow_url) if t]
+
+    def both(measure: Callable[[str], float]) -> tuple[float | None, float | None]:
+        values = {url: measure(url) for url in targets}
+        return values.get(runstream_url), values.get(mlflow_url or "")
+
+    batch_calls = ctx.size(5, 50)
+    sync_calls = ctx.size(50, 500)
+    async_calls = ctx.size(2_000, 20_000)
+    sweep = {"runs": ctx.size(8, 50), "steps": ctx.size(20, 200), "processes": 4}
+    details: dict[str, dict[str, Any]] = {}
+
+    def batch(url: str) -> float:
+        out = _one(_mlflow_log_batch, url, batch_calls)
+        details.setdefault("log_batch", {})[url] = summarize(out["seconds"])
+        return float(out["points"] / sum(out["seconds"]))
+
+    def sync(url: str) -> float:
+        out = _one(_mlflow_sync, url, sync_calls)
+        ms = [1000 * s for s in out["seconds"]]
+        details.setdefault("log_metric", {})[url] = summarize(ms)
+        return median(ms)
+
+    def async_(url: str) -> float:
+        out = _one(_mlflow_async, url, async_calls)
+        details.setdefault("async", {})[url] = out
+        return float(out["points"] / out["total_s"])
+
+    def ray(url: str) -> float:
+        out = _sweep(_ray_style_sweep, url, **sweep)
+        details.setdefault("sweep", {})[url] = out
+        return float(out["points_per_s"])
+
+    note = f"runstream: {not_ready}" if not_ready else ""
+    if mlflow_url is None:
+        note = (note + "; " if note else "") + "MLflow server not run"
+    shape = f"{sweep['runs']} runs x {sweep['steps']} steps x 5 metrics, 4 processes"
+    results = []
+    for name, metric, unit, better, target, fn in (
+        ("mlflow_log_batch", "log_batch, 1,000 metrics per call", "points/s", "higher", 30, batch),
+        ("mlflow_log_metric_sync", "synchronous mlflow.log_metric, median per call", "ms",
+         "lower", 20, sync),
+        ("mlflow_log_metric_async", "mlflow.log_metric(synchronous=False) until flushed",
+         "points/s", "higher", None, async_),
+        ("mlflow_ray_sweep", f"Ray MLflowLoggerCallback calls: {shape}", "points/s",
+         "higher", 20, ray),
+    ):  # fmt: skip
+        try:
+            value, ml_value = both(fn)
+        except Exception as exc:
+            results.append(missing(name, SIDE, metric, unit, f"failed: {exc!r}"[:300]))
+            continue
+        results.append(
+            Result(
+                name,
+                SIDE,
+                metric,
+                value,
+                unit,
+                better=better,  # type: ignore[arg-type]
+                target=Target(">=", target, on_ratio=True) if target else None,
+                mlflow_value=ml_value,
+                detail={
+                    ("runstream" if u == runstream_url else "mlflow"): d
+                    for u, d in details.get(name.removeprefix("mlflow_"), {}).items()
+                },
+                note=note,
+            )
+        )
+    results += _native_sweeps(ctx, runstream_url, sweep, results[-1].mlflow_value, shape)
+    return results
+
+
+def _native_sweeps(
+    ctx: Context, url: str, sweep: dict[str, int], mlflow_value: float | None, shape: str
+) -> list[Result]:
+    out = _sweep(_native_sweep, url, **sweep)
+    results = [
+        Result(
+            "native_sdk_sweep",
+            SIDE,
+            f"native SDK, same sweep ({shape}), until queryable; MLflow column: "
+            "MLflowLoggerCallback calls against MLflow's server",
+            out["points_per_s"],
+            "points/s",
+            target=Target(">=", 100, on_ratio=True),
+            mlflow_value=mlflow_value,
+            detail=out,
+        )
+    ]
+    try:
+        import runstream.integrations.ray  # noqa: F401
+    except ImportError:
+        results.append(
+            missing(
+                "native_ray_callback_sweep",
+                SIDE,
+                "runstream.integrations.ray.RunstreamLoggerCallback, same sweep",
+                "points/s",
+                "RunstreamLoggerCallback not present yet",
+            )
+        )
+    return results
+
+
+WORKLOADS: dict[str, Callable[[Context], list[Result]]] = {
+    "sdk_call_cost": sdk_call_cost,
+    "ingest_acceptance": ingest_acceptance,
+    "end_to_end": end_to_end,
+    "mlflow_side_by_side": mlflow_side_by_side,
+}
