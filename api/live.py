@@ -467,7 +467,7 @@ async def get_live(request: web.Request) -> web.StreamResponse:
     resume = parse_positions(last_id) if last_id else None
     hub = request.app[LIVE]
     db = request.app[PG_POOL]
-    client = LiveClient(frozenset(runs), frozenset(keys) if keys else None)
+    client = LiveClient(frozenset(runs), frozenset(keys) if keys else None, CLIENT_QUEUE_ITEMS)
     snapshot = await hub.subscribe(client)
     try:
         response = web.StreamResponse(

@@ -19,6 +19,7 @@ from runstream.api import queries
 from runstream.api.mlflow_history import Points, history_order, metrics_json, page, sample
 from runstream.api.mlflow_http import request_fields, write
 from runstream.api.mlflow_runs import tag_events
+from runstream.api.model_requests import model_metric_events
 from runstream.resources import PG_POOL
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
@@ -55,8 +56,11 @@ def batch_events(batch: rq.LogBatch) -> list[Event]:
 
 
 async def log_metric(request: web.Request) -> web.Response:
-    req = rq.parse_log_metric(await request_fields(request))
-    await write(request, [metrics_event(req.run_id, [req.metric])])
+    fields = await request_fields(request)
+    req = rq.parse_log_metric(fields)
+    # A metric with a model_id is also the logged model's (api/model_requests.py).
+    model_points = model_metric_events(req.run_id, [fields], [req.metric])
+    await write(request, [metrics_event(req.run_id, [req.metric]), *model_points])
     return json_response({})
 
 
@@ -67,8 +71,11 @@ async def log_param(request: web.Request) -> web.Response:
 
 
 async def log_batch(request: web.Request) -> web.Response:
-    batch = rq.parse_log_batch(await request_fields(request))
-    await write(request, batch_events(batch))
+    fields = await request_fields(request)
+    batch = rq.parse_log_batch(fields)
+    # Metrics with a model_id are also the logged model's (api/model_requests.py).
+    model_points = model_metric_events(batch.run_id, fields.get("metrics"), batch.metrics)
+    await write(request, [*batch_events(batch), *model_points])
     return json_response({})
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from runstream.api import logged_model_search as lms
 from runstream.api.logged_model_views import STATUS_FROM_PROTO
 from runstream.api.mlflow_requests import (
     Fields,
+    Metric,
     Pairs,
     message_list,
     optional_int,
@@ -25,6 +26,7 @@ from runstream.api.mlflow_requests import (
     string_list,
     type_error,
 )
+from runstream.schemas import models as mo
 from runstream.schemas.errors import InvalidParameterValue
 from runstream.schemas.validation import invalid_value, missing_value
 
@@ -272,3 +274,34 @@ def history_entry(model: Mapping[str, Any]) -> dict[str, Any]:
         for name, config in (flavors.items() if isinstance(flavors, dict) else ())
     }
     return entry
+
+
+# -- metrics logged against a model --------------------------------------------------------------
+
+
+def model_metric_events(
+    run_id: str, raw_metrics: Any, metrics: Sequence[Metric]
+) -> list[mo.LoggedModelMetricLogged]:
+    """The model points of a log-metric/log-batch request: its metrics that name a
+    ``model_id`` (MLflow's ``_log_model_metrics``); ``metrics`` are the request's metrics as
+    ``mlflow_requests`` checked them, in the order of ``raw_metrics``."""
+    if not isinstance(raw_metrics, list):
+        return []
+    events = []
+    for raw, metric in zip(raw_metrics, metrics, strict=False):
+        model_id = raw.get("model_id") if isinstance(raw, dict) else None
+        if not model_id or not isinstance(model_id, str):
+            continue
+        events.append(
+            mo.LoggedModelMetricLogged(
+                run_id=run_id,
+                model_id=model_id,
+                key=metric.key,
+                value=metric.value,
+                timestamp=metric.timestamp,
+                step=metric.step,
+                dataset_name=_string(raw, "dataset_name"),
+                dataset_digest=_string(raw, "dataset_digest"),
+            )
+        )
+    return events

@@ -285,7 +285,7 @@ def _cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         assert settings.database_url
         asyncio.run(migrate_dsn(settings.database_url))
-        result = _resolve(replay(settings))
+        result = asyncio.run(replay(settings))
     finally:
         if stores is not None:
             stores.stop()
@@ -297,10 +297,15 @@ def _cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _cmd_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from runstream.client.spool import sync_spool
 
-    result = _resolve(sync_spool(args.url, args.spool_dir))
-    if result is not None:
-        print(result)
-    return 1 if getattr(result, "errors", None) else 0
+    result = sync_spool(args.url, args.spool_dir)
+    print(
+        f"sent {result.batches_sent} batches ({result.points_sent} points), "
+        f"{result.batches_pending} pending, {result.batches_rejected} rejected"
+    )
+    for error in result.errors:
+        print(f"error: {error}", file=sys.stderr)
+    # Pending batches (server unreachable) are a failure too: a script must not take them as done.
+    return 0 if result.ok else 1
 
 
 def run_bench(argv: Sequence[str]) -> int:
@@ -323,14 +328,3 @@ def run_bench(argv: Sequence[str]) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
-
-
-def _resolve(value: Any) -> Any:
-    """Run a coroutine to completion; pass any other value through."""
-    if inspect.isawaitable(value):
-
-        async def wait() -> Any:
-            return await value
-
-        return asyncio.run(wait())
-    return value

@@ -241,12 +241,18 @@ def sweep(callbacks: list[Any], name: str, storage: Path) -> Any:
 
 
 def eventually(read: Callable[[], T], check: Callable[[T], bool], timeout: float = 15.0) -> T:
-    """``read()`` until ``check`` holds (the projector applies writes asynchronously)."""
+    """``read()`` until ``check`` holds (the projector applies writes asynchronously; a run
+    not applied yet answers 404)."""
     deadline = time.monotonic() + timeout
     while True:
-        value = read()
-        if check(value) or time.monotonic() > deadline:
-            return value
+        try:
+            value = read()
+        except runstream.HTTPError as exc:
+            if exc.status != 404 or time.monotonic() > deadline:
+                raise
+        else:
+            if check(value) or time.monotonic() > deadline:
+                return value
         time.sleep(0.1)
 
 

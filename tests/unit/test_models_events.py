@@ -64,8 +64,13 @@ def test_every_event_round_trips_through_the_codec(event: codec.Event) -> None:
 
 def test_defaults_may_be_left_out_on_the_wire() -> None:
     decoded = codec.decode_event(
-        {"type": "logged_model_created", "model_id": "", "experiment_id": "0", "name": "n",
-         "creation_time": 1}  # fmt: skip
+        {
+            "type": "logged_model_created",
+            "model_id": "",
+            "experiment_id": "0",
+            "name": "n",
+            "creation_time": 1,
+        }
     )
     assert decoded == mo.LoggedModelCreated("", "0", "n", 1)
     assert decoded.status == "PENDING" and decoded.tags == ()
@@ -74,8 +79,13 @@ def test_defaults_may_be_left_out_on_the_wire() -> None:
 def test_bad_fields_are_refused_with_their_path() -> None:
     with pytest.raises(EventDecodeError, match="step"):
         codec.decode_event(
-            {"type": "model_output_logged", "run_id": RUN, "model_id": MODEL, "step": "0",
-             "time": 1}  # fmt: skip
+            {
+                "type": "model_output_logged",
+                "run_id": RUN,
+                "model_id": MODEL,
+                "step": "0",
+                "time": 1,
+            }
         )
 
 
@@ -117,9 +127,7 @@ def test_bad_events_are_refused(event: codec.Event, fragment: str) -> None:
 def test_created_model_may_leave_its_id_to_ingest() -> None:
     model_rules.check_event(mo.LoggedModelCreated("", "0", "n", 1), "events[0]")
     assert mo.MODEL_ID_PATTERN.match(new_model_id())
-    assert (
-        model_artifact_location("s3://b/p/", MODEL) == f"s3://b/p/models/{MODEL}/artifacts"
-    )
+    assert model_artifact_location("s3://b/p/", MODEL) == f"s3://b/p/models/{MODEL}/artifacts"
 
 
 def test_model_events_meet_on_the_model_shard_and_run_events_on_the_run_shard() -> None:

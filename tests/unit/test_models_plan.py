@@ -45,8 +45,9 @@ def test_a_model_created_and_changed_in_one_batch_is_one_row() -> None:
 def test_changes_to_an_earlier_model_are_patches() -> None:
     p = plan_events([mo.LoggedModelFinalized(M2, "FAILED", 7), mo.LoggedModelDeleted(M2, 9)])
     assert p.segments[0].models.model_patches == {
-        M2: LoggedModelPatch(M2, status="FAILED", lifecycle_stage="deleted",
-                             last_updated_timestamp_ms=9)  # fmt: skip
+        M2: LoggedModelPatch(
+            M2, status="FAILED", lifecycle_stage="deleted", last_updated_timestamp_ms=9
+        )
     }
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
-from mlflow.entities import LoggedModelStatus
+from mlflow.entities import DatasetInput, LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from sklearn.datasets import load_diabetes
@@ -64,7 +64,9 @@ def test_seed_sklearn_autolog_model_downloads_and_predicts(
     assert logged.status == LoggedModelStatus.READY
     assert logged.artifact_location.endswith(f"/models/{logged.model_id}/artifacts")
     found = mlflow.search_logged_models(
-        experiment_ids=[got.info.experiment_id], filter_string="name = 'model'", output_format="list"
+        experiment_ids=[got.info.experiment_id],
+        filter_string="name = 'model'",
+        output_format="list",
     )
     assert [m.model_id for m in found] == [logged.model_id]
     contexts = [
@@ -90,9 +92,7 @@ def test_log_model_explicitly_then_search_and_get(unique: str, tmp_path: Path) -
     assert model.status == LoggedModelStatus.READY
     assert model.params == {"alpha": "0"}
 
-    everything = mlflow.search_logged_models(
-        experiment_ids=[experiment_id], output_format="list"
-    )
+    everything = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list")
     # Newest first, as MLflow orders by default.
     assert [m.model_id for m in everything] == [other.model_id, info.model_id]
     by_param = mlflow.search_logged_models(
@@ -209,13 +209,13 @@ def test_inputs_and_outputs_refuse_unknown_and_deleted_runs(unique: str) -> None
     client = MlflowClient()
     dataset = mlflow.data.from_numpy(np.zeros((2, 2)), name="zeros")
     with pytest.raises(MlflowException) as exc:
-        client.log_inputs("f" * 32, datasets=[dataset._to_mlflow_entity()])
+        client.log_inputs("f" * 32, datasets=[DatasetInput(dataset._to_mlflow_entity())])
     assert exc.value.error_code == "RESOURCE_DOES_NOT_EXIST"
     with mlflow.start_run() as run:
         pass
     client.delete_run(run.info.run_id)
     with pytest.raises(MlflowException) as deleted:
-        client.log_inputs(run.info.run_id, datasets=[dataset._to_mlflow_entity()])
+        client.log_inputs(run.info.run_id, datasets=[DatasetInput(dataset._to_mlflow_entity())])
     assert deleted.value.error_code == "INVALID_PARAMETER_VALUE"
 
 

@@ -454,12 +454,9 @@ def test_artifacts_in_nested_folders(compat_target: Target, unique: str, tmp_pat
     assert body["files"] == [{"path": "models/v1/model.txt", "is_dir": False, "file_size": 7}]
 
 
-@pytest.mark.xfail(
-    TARGET != "mlflow", reason="needs the logged-models routes (another part)", strict=False
-)
 def test_client_list_artifacts(unique: str, tmp_path: Path) -> None:
     """``MlflowClient.list_artifacts`` of a run also searches the run's logged models
-    (MLflow 3), so it needs the logged-models routes too."""
+    (MLflow 3), so this one needs the logged-models routes too."""
     mlflow.set_experiment(f"list-{unique}")
     (tmp_path / "model.txt").write_text("weights")
     with mlflow.start_run() as run:
