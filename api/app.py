@@ -1,9 +1,11 @@
-"""The api room's app factory: read routes on the shared stores and watermark waiter."""
+"""The api room's app factory: native reads, MLflow's tracking routes and the artifact proxy."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from runstream.api.artifacts import setup_artifact_routes
+from runstream.api.mlflow_routes import setup_mlflow_routes
 from runstream.api.routes import add_routes
 from runstream.ingest.watermarks import use_watermarks
 from runstream.resources import use_stores
@@ -14,13 +16,19 @@ _API_ADDED = web.AppKey("api_added", bool)
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    """Add the api routes and the resources they read (idempotent)."""
+    """Add every api route and the resources they use (idempotent).
+
+    MLflow's write routes append through ``runstream.ingest`` (the api may import ingest), so an
+    api process alone serves MLflow clients completely.
+    """
     if app.get(_API_ADDED):
         return
     app[_API_ADDED] = True
     use_stores(app, settings)
     use_watermarks(app, settings)
     add_routes(app)
+    setup_mlflow_routes(app, settings)
+    setup_artifact_routes(app, settings)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -23,6 +23,7 @@ from runstream.api.model_requests import model_metric_events
 from runstream.resources import PG_POOL
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
+from runstream.schemas.errors import InvalidParameterValue, ParamValueConflict
 from runstream.schemas.metrics import MetricSeries, MetricsLogged
 from runstream.web import json_response
 
@@ -75,7 +76,10 @@ async def log_batch(request: web.Request) -> web.Response:
     batch = rq.parse_log_batch(fields)
     # Metrics with a model_id are also the logged model's (api/model_requests.py).
     model_points = model_metric_events(batch.run_id, fields.get("metrics"), batch.metrics)
-    await write(request, [*batch_events(batch), *model_points])
+    try:
+        await write(request, [*batch_events(batch), *model_points])
+    except ParamValueConflict as conflict:
+        raise InvalidParameterValue(conflict.batch_message()) from conflict
     return json_response({})
 
 

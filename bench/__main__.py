@@ -31,7 +31,7 @@ from bench.report import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-READ_MODULES = ("bench.read_scale", "bench.search_scale")
+OTHER_MODULES = ("bench.sdk_overhead", "bench.read_scale", "bench.search_scale")
 """Modules whose ``WORKLOADS`` join the run when they expose it."""
 
 Workload = Callable[[Context], Iterable[Result]]
@@ -41,11 +41,11 @@ def all_workloads() -> tuple[dict[str, Workload], list[str]]:
     """Every workload by name, and notes on the modules that offer none yet."""
     workloads: dict[str, Workload] = dict(write_workloads.WORKLOADS)
     notes = []
-    for module_name in READ_MODULES:
+    for module_name in OTHER_MODULES:
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
-            notes.append(f"{module_name}: not importable ({exc})")
+        except Exception as exc:  # another engineer's module mid-edit must not stop the run
+            notes.append(f"{module_name}: not importable ({exc!r})")
             continue
         offered = getattr(module, "WORKLOADS", None)
         if not isinstance(offered, dict):

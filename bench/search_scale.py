@@ -69,26 +69,29 @@ async def populate(conn: asyncpg.Connection, sizes: dict[int, int], seed: int) -
             runs.append((rid, experiment_id, f"run-{n}", "bench", status, start, start + 500,
                          stage, f"s3://bench/{rid}"))  # fmt: skip
             for k in range(10):
-                params.append((rid, f"p{k}", str(rnd.randrange(10))))
+                params.append((rid, experiment_id, f"p{k}", str(rnd.randrange(10))))
                 if rnd.random() < 0.97:
                     value = float("nan") if rnd.random() < 0.01 else rnd.random()
-                    metrics.append((rid, f"m{k}", 100, 99, start, value))
-            tags.append((rid, "mlflow.runName", f"run-{n}"))
-            tags.append((rid, "mlflow.user", "bench"))
-            tags.append((rid, "team", f"t{rnd.randrange(5)}"))
+                    metrics.append((rid, experiment_id, f"m{k}", 100, 99, start, value))
+            tags.append((rid, experiment_id, "mlflow.runName", f"run-{n}"))
+            tags.append((rid, experiment_id, "mlflow.user", "bench"))
+            tags.append((rid, experiment_id, "team", f"t{rnd.randrange(5)}"))
     await conn.copy_records_to_table(
         "runs",
         records=runs,
         columns=["run_id", "experiment_id", "name", "user_id", "status", "start_time",
                  "end_time", "lifecycle_stage", "artifact_uri"],
     )  # fmt: skip
-    await conn.copy_records_to_table("params", records=params, columns=["run_id", "key", "value"])
-    await conn.copy_records_to_table("run_tags", records=tags, columns=["run_id", "key", "value"])
+    # experiment_id as the projector writes it (migration 0006): the run's experiment.
+    keyed = ["run_id", "experiment_id", "key", "value"]
+    await conn.copy_records_to_table("params", records=params, columns=keyed)
+    await conn.copy_records_to_table("run_tags", records=tags, columns=keyed)
     await conn.copy_records_to_table(
         "metric_series",
         records=metrics,
-        columns=["run_id", "key", "point_count", "latest_step", "latest_timestamp", "latest_value"],
-    )
+        columns=["run_id", "experiment_id", "key", "point_count", "latest_step",
+                 "latest_timestamp", "latest_value"],
+    )  # fmt: skip
 
 
 async def prepare(admin: str, url: str, sizes: dict[int, int], rebuild: bool) -> None:

@@ -22,6 +22,7 @@ from runstream.schemas.errors import (
     BadRequest,
     InvalidParameterValue,
     InvalidState,
+    ParamValueConflict,
     ResourceAlreadyExists,
     ResourceDoesNotExist,
     RunstreamError,
@@ -215,20 +216,10 @@ def refusal(code: str, args: list[str]) -> RunstreamError:
     if code == "run_exists":
         return ResourceAlreadyExists(f"Run with id={args[0]} already exists")
     if code == "param_conflict":
+        # The script says whether the event held one param (log-parameter's wording) or more.
         run_id, single, rest = args[0], args[1] == "1", args[2:]
-        triples = [rest[i : i + 3] for i in range(0, len(rest), 3)]
-        if single:
-            key, old, new = triples[0]
-            return InvalidParameterValue(
-                f"Changing param values is not allowed. Param with key='{key}' was already"
-                f" logged with value='{old}' for run ID='{run_id}'. Attempted logging new value"
-                f" '{new}'."
-            )
-        non_matching = [{"key": k, "old_value": o, "new_value": n} for k, o, n in triples]
-        return InvalidParameterValue(
-            "Changing param values is not allowed. Params were already"
-            f" logged='{non_matching}' for run ID='{run_id}'."
-        )
+        triples = [(rest[i], rest[i + 1], rest[i + 2]) for i in range(0, len(rest), 3)]
+        return ParamValueConflict(run_id, triples, batch=not single)
     if code == "exp_missing":
         return ResourceDoesNotExist(f"No Experiment with id={args[0]} exists")
     if code == "exp_deleted":

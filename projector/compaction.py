@@ -148,7 +148,9 @@ async def compact_series(
     return stats
 
 
-async def compact(pool: asyncpg.Pool, chunk_points: int, limit: int = SERIES_PER_PASS) -> CompactionStats:
+async def compact(
+    pool: asyncpg.Pool, chunk_points: int, limit: int = SERIES_PER_PASS
+) -> CompactionStats:
     """One pass over up to ``limit`` candidate series."""
     total = CompactionStats()
     async with pool.acquire() as conn:

@@ -84,9 +84,15 @@ CASCADE_RUNS = """
 UPDATE runs SET lifecycle_stage = $2, deleted_time = $3 WHERE experiment_id = $1
 """
 
+# params, run_tags and metric_series carry their run's experiment for search (migration 0006),
+# taken from the runs row: a run's events follow its RunCreated on its shard, and segments write
+# runs before tags and params. LEFT JOIN: an unknown run fails the entry (NOT NULL), it is not
+# silently dropped.
 UPSERT_RUN_TAGS = """
-INSERT INTO run_tags (run_id, key, value)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+INSERT INTO run_tags (run_id, key, value, experiment_id)
+SELECT u.run_id, u.key, u.value, r.experiment_id
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(run_id, key, value)
+LEFT JOIN runs r ON r.run_id = u.run_id
 ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value
 """
 
@@ -98,8 +104,10 @@ WHERE t.run_id = u.run_id AND t.key = u.key
 
 # Ingest already refused a changed value, so an existing param is the same one.
 INSERT_PARAMS = """
-INSERT INTO params (run_id, key, value)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+INSERT INTO params (run_id, key, value, experiment_id)
+SELECT u.run_id, u.key, u.value, r.experiment_id
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(run_id, key, value)
+LEFT JOIN runs r ON r.run_id = u.run_id
 ON CONFLICT (run_id, key) DO NOTHING
 """
 
@@ -116,8 +124,8 @@ SERIES_STATE = f"""
 WITH u AS (
     SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(run_id, key, i)
 ), created AS (
-    INSERT INTO metric_series (run_id, key)
-    SELECT u.run_id, u.key FROM u
+    INSERT INTO metric_series (run_id, key, experiment_id)
+    SELECT u.run_id, u.key, r.experiment_id FROM u LEFT JOIN runs r ON r.run_id = u.run_id
     WHERE NOT EXISTS (
         SELECT 1 FROM metric_series s WHERE s.run_id = u.run_id AND s.key = u.key
     )

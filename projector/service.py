@@ -19,6 +19,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from runstream.projector.compaction import use_compaction
 from runstream.projector.consumer import ConsumerStats, ShardConsumer
 from runstream.projector.leases import Leases
 from runstream.projector.migrations import migrate
@@ -182,3 +183,4 @@ def setup(app: web.Application, settings: Settings) -> None:
             await app[_TASK]
 
     app.cleanup_ctx.append(projector_ctx)
+    use_compaction(app, settings)  # merges small chunks in the background (compaction.py)

@@ -25,11 +25,12 @@ from typing import Any, TextIO
 from aiohttp import web
 
 from runstream import __version__
+from runstream.api.health import health
 from runstream.embedded import EmbeddedStores
 from runstream.projector.migrations import migrate_dsn
-from runstream.resources import PG_POOL, REDIS, use_stores
+from runstream.resources import use_stores
 from runstream.settings import Settings
-from runstream.web import error_middleware, json_response
+from runstream.web import error_middleware
 
 logger = logging.getLogger(__name__)
 
@@ -74,26 +75,8 @@ def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Applica
     if not any(
         resource.canonical == "/health" for resource in app.router.resources()
     ):  # a part without the api still answers the orchestrator's health checks
-        app.router.add_get("/health", _health)
+        app.router.add_get("/health", health)
     return app
-
-
-async def _health(request: web.Request) -> web.Response:
-    app = request.app
-    problems = {}
-    try:
-        async with asyncio.timeout(HEALTH_TIMEOUT):
-            await app[PG_POOL].fetchval("SELECT 1")
-    except Exception as exc:
-        problems["postgres"] = repr(exc)
-    try:
-        async with asyncio.timeout(HEALTH_TIMEOUT):
-            await app[REDIS].ping()
-    except Exception as exc:
-        problems["redis"] = repr(exc)
-    if problems:
-        return json_response({"status": "unavailable", "problems": problems}, status=503)
-    return json_response({"status": "ok"})
 
 
 def run_server(settings: Settings, out: TextIO = sys.stdout) -> int:

@@ -222,6 +222,13 @@ class RunstreamLoggerCallback(LoggerCallback):
 
     # -- Tune hooks -------------------------------------------------------------------------
 
+    def setup(self, *args: Any, **info: Any) -> None:
+        """Start afresh when Tune starts a sweep (a callback may serve several ``fit()``)."""
+        super().setup(*args, **info)
+        self.parent_run_id = None
+        self.trial_run_ids = {}
+        self._failed = 0
+
     def log_trial_start(self, trial: Trial) -> None:
         """A run for the trial (reused when a paused or retried trial starts again)."""
         run = self._trial_run(trial)

@@ -17,26 +17,16 @@ import aiohttp
 import msgpack
 import numpy as np
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from runstream import api, ingest, projector
 from runstream.schemas import constants
 from runstream.schemas.metrics import MetricSeries
 from runstream.schemas.sharding import WriteToken
+from runstream.server import build_app
 from runstream.settings import Settings
-from runstream.web import error_middleware
 
 EVENTS = "/api/runstream/v1/events"
 V1 = "/api/runstream/v1"
-
-
-def build_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware])
-    ingest.setup(app, settings)
-    api.setup(app, settings)
-    projector.setup(app, settings)
-    return app
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
 
 from runstream.api.artifact_store import S3ArtifactStore, open_artifact_store
 from runstream.api.artifacts import setup_artifact_routes
+from runstream.schemas.errors import InvalidParameterValue
 from runstream.settings import Settings
 from runstream.web import Handler, error_middleware
 
@@ -339,6 +340,8 @@ def test_wire_format_as_mlflow(server: str, backend: Backend) -> None:
     assert folder.json() == {
         "error_code": "INVALID_PARAMETER_VALUE",
         "message": f"Artifact path refers to a directory, not a file: '{RUN}/sub'",
+        "sqlstate": "KAM00",
+        "error_class": "INVALID_PARAMETER_VALUE",
     }
 
 
@@ -350,6 +353,8 @@ def test_download_of_missing_file_is_404(
     assert resp.json() == {
         "error_code": "RESOURCE_DOES_NOT_EXIST",
         "message": f"No such artifact: '{RUN}/missing.txt'",
+        "sqlstate": "KAM00",
+        "error_class": "RESOURCE_NOT_FOUND",
     }
     with pytest.raises(Exception, match="404"):
         repo.download_artifacts("missing.txt", str(tmp_path))
@@ -389,7 +394,7 @@ def raw_request(server: str, method: str, target: str, body: bytes | None = None
 
 def test_every_traversal_form_is_refused(server: str, backend: Backend, tmp_path: Path) -> None:
     outside_before = sorted(p for p in tmp_path.parent.rglob("*") if "artifacts" not in p.parts)
-    invalid = {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid path"}
+    invalid = InvalidParameterValue("Invalid path").to_json()
     mpu = json.dumps({"path": "big.bin", "upload_id": "x", "num_parts": 1, "parts": []}).encode()
     for path in TRAVERSALS:
         attempts = [
@@ -426,7 +431,7 @@ def test_symlink_out_of_local_root_is_refused(tmp_path: Path) -> None:
     (root / "1" / "link").symlink_to(outside, target_is_directory=True)
     (root / "1" / "ok.txt").write_text("ok")
     backend = Backend("local", Settings(data_dir=tmp_path / "data"), root=root)
-    invalid = (400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid path"})
+    invalid = (400, InvalidParameterValue("Invalid path").to_json())
     with serve(backend) as server:
         assert raw_request(server, "GET", f"{API}/artifacts/1/link/secret.txt") == invalid
         assert raw_request(server, "PUT", f"{API}/artifacts/1/link/new.txt", b"x") == invalid

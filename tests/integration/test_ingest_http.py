@@ -298,6 +298,8 @@ async def test_param_conflict_sequential(
             "Changing param values is not allowed. Param with key='lr' was already logged with"
             f" value='0.1' for run ID='{run_id}'. Attempted logging new value '0.2'."
         ),
+        "sqlstate": "KAM00",
+        "error_class": "INVALID_PARAMETER_VALUE",
     }
     resp = await post(client, [rn.ParamsLogged(run_id, (("lr", "0.3"), ("new", "1")))])
     assert resp.status == 400
@@ -330,6 +332,8 @@ async def test_unknown_run_and_experiment(client: Client) -> None:
     assert await resp.json() == {
         "error_code": "RESOURCE_DOES_NOT_EXIST",
         "message": f"Run with id={ghost} not found",
+        "sqlstate": "KAM00",
+        "error_class": "RESOURCE_NOT_FOUND",
     }
     resp = await post(client, [run_created(new_run_id(), "777")])
     assert resp.status == 404
@@ -351,6 +355,8 @@ async def test_deleted_run_refused_until_restored(client: Client) -> None:
     expected = {
         "error_code": "INVALID_PARAMETER_VALUE",
         "message": (f"The run {run_id} must be in the 'active' state. Current state is deleted."),
+        "sqlstate": "KAM00",
+        "error_class": "INVALID_PARAMETER_VALUE",
     }
     for event in (
         metrics(run_id),
@@ -391,6 +397,8 @@ async def test_duplicate_experiment_name(client: Client) -> None:
     assert await resp.json() == {
         "error_code": "RESOURCE_ALREADY_EXISTS",
         "message": "Experiment(name=same) already exists.",
+        "sqlstate": "KAM00",
+        "error_class": "RESOURCE_ALREADY_EXISTS",
     }
     # "Default" lives only in PostgreSQL: the name check loads it.
     resp = await post(client, [ex.ExperimentCreated("", "Default", "", 1)])

@@ -93,8 +93,8 @@ class Events:
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self.resp = resp
 
-    async def next(self, timeout: float = 10.0) -> tuple[str, str | None, Any]:
-        return await asyncio.wait_for(self._next(), timeout)
+    async def next(self) -> tuple[str, str | None, Any]:
+        return await asyncio.wait_for(self._next(), 10.0)
 
     async def _next(self) -> tuple[str, str | None, Any]:
         event, event_id, data = "message", None, b""

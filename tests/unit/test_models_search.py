@@ -11,9 +11,11 @@ import pytest
 from runstream.api import logged_model_search as lms
 from runstream.api import model_requests as mr
 from runstream.api.logged_model_views import logged_model_to_json
+from runstream.api.mlflow_requests import Metric
 from runstream.api.run_io_views import run_io_to_json
 from runstream.api.views import run_row_to_json
 from runstream.schemas.errors import InvalidParameterValue
+from runstream.schemas.models import LoggedModelMetricLogged
 
 M1 = "m-" + "1" * 32
 
@@ -264,3 +266,16 @@ def test_run_json_carries_inputs_and_outputs() -> None:
     assert out["inputs"] == {} and out["outputs"] == {
         "model_outputs": [{"model_id": M1, "step": 3}]
     }
+
+
+def test_metrics_with_a_model_id_become_model_points() -> None:
+    raw = [
+        {"key": "a", "value": 1.0, "timestamp": 5, "step": 2, "model_id": M1,
+         "dataset_name": "eval", "dataset_digest": "d"},
+        {"key": "b", "value": 2.0, "timestamp": 6},
+    ]  # fmt: skip
+    checked = [Metric("a", 1.0, 5, 2), Metric("b", 2.0, 6, 0)]
+    assert mr.model_metric_events("r" * 32, raw, checked) == [
+        LoggedModelMetricLogged("r" * 32, M1, "a", 1.0, 5, 2, "eval", "d")
+    ]
+    assert mr.model_metric_events("r" * 32, None, checked) == []

@@ -123,26 +123,10 @@ class _ThreadedServer:
 
 
 def build_runstream_app(settings: Settings) -> web.Application:
-    """The app ``runstream server`` runs, plus the MLflow and artifact routes."""
-    from runstream import api, ingest, projector
-    from runstream.api.mlflow_routes import setup_mlflow_routes
-    from runstream.web import error_middleware
+    """The app ``runstream server`` runs: ingest, api (MLflow and artifact routes), projector."""
+    from runstream.server import build_app
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
-    ingest.setup(app, settings)
-    api.setup(app, settings)
-    projector.setup(app, settings)
-    setup_mlflow_routes(app, settings)
-    try:
-        from runstream.api.artifacts import setup_artifact_routes
-    except ImportError:
-        pass
-    else:
-        if not any(
-            r.canonical.startswith("/api/2.0/mlflow-artifacts") for r in app.router.resources()
-        ):
-            setup_artifact_routes(app, settings)
-    return app
+    return build_app(settings)
 
 
 @pytest.fixture(scope="session")

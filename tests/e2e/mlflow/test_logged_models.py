@@ -63,12 +63,22 @@ def test_seed_sklearn_autolog_model_downloads_and_predicts(
     assert logged.name == "model"
     assert logged.status == LoggedModelStatus.READY
     assert logged.artifact_location.endswith(f"/models/{logged.model_id}/artifacts")
+    # Autolog links the training metrics to the model (metrics sent with its model_id).
+    assert "training_score" in {m.key for m in logged.metrics or []}
+    assert all(m.run_id == run_id for m in logged.metrics or [])
     found = mlflow.search_logged_models(
         experiment_ids=[got.info.experiment_id],
         filter_string="name = 'model'",
         output_format="list",
     )
     assert [m.model_id for m in found] == [logged.model_id]
+    by_metric = mlflow.search_logged_models(
+        experiment_ids=[got.info.experiment_id],
+        filter_string="metrics.training_score > 0",
+        order_by=[{"field_name": "metrics.training_score", "ascending": False}],
+        output_format="list",
+    )
+    assert [m.model_id for m in by_metric] == [logged.model_id]
     contexts = [
         {t.key: t.value for t in d.tags}.get("mlflow.data.context")
         for d in got.inputs.dataset_inputs

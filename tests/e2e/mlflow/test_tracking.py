@@ -339,11 +339,6 @@ def test_changing_a_param_is_refused(unique: str) -> None:
     assert MlflowClient().get_run(run.info.run_id).data.params == {"lr": "0.1"}
 
 
-@pytest.mark.xfail(
-    TARGET != "mlflow",
-    reason="ingest words a one-param log_batch conflict as log_param does",
-    strict=False,
-)
 def test_log_params_conflict_is_worded_as_a_batch(unique: str) -> None:
     mlflow.set_experiment(f"wording-{unique}")
     with mlflow.start_run() as run:
@@ -587,11 +582,6 @@ def test_errors_match_mlflow_exactly(
     assert (resp.status_code, got) == (status, {"error_code": code, "message": message})
 
 
-@pytest.mark.xfail(
-    TARGET != "mlflow",
-    reason="MLflow 3.17 adds sqlstate/error_class to error JSON; runstream.web does not yet",
-    strict=False,
-)
 def test_error_json_carries_mlflow_3_classification(compat_target: Target) -> None:
     resp = api(compat_target, "GET", "/api/2.0/mlflow/runs/get", params={"run_id": "f" * 32})
     body = resp.json()
