@@ -12,7 +12,7 @@ from aiohttp import web
 
 from runstream.api import mlflow_requests as rq
 from runstream.api import queries, search, views
-from runstream.api.mlflow_http import request_fields, wait_for, write
+from runstream.api.mlflow_http import request_fields, write
 from runstream.api.reads import experiment_not_found
 from runstream.ingest.app_keys import INGESTOR
 from runstream.resources import PG_POOL
@@ -27,10 +27,9 @@ def now_ms() -> int:
 
 async def create_experiment(request: web.Request) -> web.Response:
     req = rq.parse_create_experiment(await request_fields(request))
-    experiment_id, token = await request.app[INGESTOR].create_experiment_with_token(
+    experiment_id = await request.app[INGESTOR].create_experiment(
         req.name, req.artifact_location, req.tags
     )
-    await wait_for(request, token)
     return json_response({"experiment_id": experiment_id})
 
 

@@ -1,8 +1,11 @@
 """What every MLflow route does around its own logic: read fields, write events, answer.
 
-Writes go through the ingest room's ``Ingestor`` (which makes MLflow's synchronous checks
-atomically with the append), and the route answers only once the projector's watermark has
-passed the write (read-your-writes), so the client's next read sees it.
+Writes go through the ingest room's ``Ingestor``, which makes MLflow's synchronous checks
+atomically with the append; the route answers once the entry is in the stream. Reads catch up
+first: they wait until the projector has applied every entry the shards held when the read
+began, so a client's next read sees its writes (read-your-writes), through any api process.
+Routes that answer with the entity they wrote (create run, update run, ...) wait for their own
+write instead. docs/design-decisions.md says why the wait moved from writes to reads.
 """
 
 from __future__ import annotations
@@ -45,8 +48,21 @@ async def wait_for(request: web.Request, token: WriteToken) -> None:
     await request.app[WATERMARKS].wait(token, request.app[SETTINGS].read_your_writes_timeout)
 
 
-async def write(request: web.Request, events: Sequence[Event]) -> WriteToken:
-    """Append ``events`` (refused with MLflow's error when a check fails) and wait for them."""
+async def catch_up(request: web.Request) -> None:
+    """Wait until every write accepted before this request is applied (all shards)."""
+    settings = request.app[SETTINGS]
+    await request.app[WATERMARKS].catch_up(
+        range(settings.shards), settings.read_your_writes_timeout
+    )
+
+
+async def write(request: web.Request, events: Sequence[Event], *, wait: bool = False) -> WriteToken:
+    """Append ``events`` (refused with MLflow's error when a check fails).
+
+    ``wait=True`` also waits for the projector to apply them, for routes that answer with what
+    they wrote.
+    """
     token = await request.app[INGESTOR].append(events)
-    await wait_for(request, token)
+    if wait:
+        await wait_for(request, token)
     return token

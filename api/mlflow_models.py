@@ -55,7 +55,7 @@ async def create_logged_model(request: web.Request) -> web.Response:
         tags=req.tags,
         params=req.params,
     )
-    await write(request, [event])
+    await write(request, [event], wait=True)
     return json_response({"model": await load_model(request, model_id, allow_deleted=True)})
 
 
@@ -73,7 +73,7 @@ async def finalize_logged_model(request: web.Request) -> web.Response:
     fields = await request_fields(request)
     model_id = request.match_info["model_id"]
     status = mr.parse_status(fields)
-    await write(request, [mo.LoggedModelFinalized(model_id, status, now_ms())])
+    await write(request, [mo.LoggedModelFinalized(model_id, status, now_ms())], wait=True)
     return json_response({"model": await load_model(request, model_id, allow_deleted=True)})
 
 

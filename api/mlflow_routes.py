@@ -7,6 +7,7 @@ append ``Route`` rows to a table and pass it to ``add_mlflow_routes``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from runstream.api import mlflow_inputs as inputs
 from runstream.api import mlflow_metrics as metrics
 from runstream.api import mlflow_models as models
 from runstream.api import mlflow_runs as runs
+from runstream.api.mlflow_http import catch_up
 from runstream.ingest.app import use_ingestor
 from runstream.ingest.watermarks import use_watermarks
 from runstream.resources import use_stores
@@ -34,6 +36,15 @@ class Route:
     path: str
     """Below the ``/mlflow`` prefix, e.g. ``/runs/create``."""
     handler: Handler
+    reads: bool | None = None
+    """Whether the handler reads the read tables, and so first catches up with every write
+    accepted before it (read-your-writes). None: GETs and searches do, other writes don't."""
+
+    @property
+    def catches_up(self) -> bool:
+        if self.reads is not None:
+            return self.reads
+        return self.method == "GET" or self.path.endswith("/search")
 
 
 TRACKING_ROUTES: tuple[Route, ...] = (
@@ -46,7 +57,12 @@ TRACKING_ROUTES: tuple[Route, ...] = (
     Route("POST", "/experiments/delete", experiments.delete_experiment),
     Route("POST", "/experiments/restore", experiments.restore_experiment),
     Route("POST", "/experiments/set-experiment-tag", experiments.set_experiment_tag),
-    Route("POST", "/experiments/delete-experiment-tag", experiments.delete_experiment_tag),
+    Route(
+        "POST",
+        "/experiments/delete-experiment-tag",
+        experiments.delete_experiment_tag,
+        reads=True,
+    ),
     Route("POST", "/runs/create", runs.create_run),
     Route("GET", "/runs/get", runs.get_run),
     Route("POST", "/runs/update", runs.update_run),
@@ -54,7 +70,7 @@ TRACKING_ROUTES: tuple[Route, ...] = (
     Route("POST", "/runs/restore", runs.restore_run),
     Route("POST", "/runs/search", runs.search_runs),
     Route("POST", "/runs/set-tag", runs.set_tag),
-    Route("POST", "/runs/delete-tag", runs.delete_tag),
+    Route("POST", "/runs/delete-tag", runs.delete_tag, reads=True),
     Route("POST", "/runs/log-metric", metrics.log_metric),
     Route("POST", "/runs/log-parameter", metrics.log_param),
     Route("POST", "/runs/log-batch", metrics.log_batch),
@@ -64,15 +80,20 @@ TRACKING_ROUTES: tuple[Route, ...] = (
     # MLflow 3 logged models and run inputs/outputs (api/mlflow_models.py, mlflow_inputs.py)
     Route("POST", "/runs/log-inputs", inputs.log_inputs),
     Route("POST", "/runs/outputs", inputs.log_outputs),
-    Route("POST", "/runs/log-model", inputs.log_model),
+    Route("POST", "/runs/log-model", inputs.log_model, reads=True),
     Route("POST", "/logged-models", models.create_logged_model),
     Route("POST", "/logged-models/search", models.search_logged_models),
     Route("GET", "/logged-models/{model_id}", models.get_logged_model),
     Route("PATCH", "/logged-models/{model_id}", models.finalize_logged_model),
     Route("DELETE", "/logged-models/{model_id}", models.delete_logged_model),
     Route("PATCH", "/logged-models/{model_id}/tags", models.set_logged_model_tags),
-    Route("DELETE", "/logged-models/{model_id}/tags/{tag_key}", models.delete_logged_model_tag),
-    Route("POST", "/logged-models/{model_id}/params", models.log_logged_model_params),
+    Route(
+        "DELETE",
+        "/logged-models/{model_id}/tags/{tag_key}",
+        models.delete_logged_model_tag,
+        reads=True,
+    ),
+    Route("POST", "/logged-models/{model_id}/params", models.log_logged_model_params, reads=True),
     Route(
         "GET",
         "/logged-models/{model_id}/artifacts/directories",
@@ -102,10 +123,20 @@ async def server_info(request: web.Request) -> web.Response:
 
 
 def add_mlflow_routes(app: web.Application, routes: Iterable[Route]) -> None:
-    """Each route under both MLflow prefixes."""
+    """Each route under both MLflow prefixes; reading routes catch up first."""
     for route in routes:
+        handler = caught_up(route.handler) if route.catches_up else route.handler
         for prefix in PREFIXES:
-            app.router.add_route(route.method, prefix + route.path, route.handler)
+            app.router.add_route(route.method, prefix + route.path, handler)
+
+
+def caught_up(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def catch_up_then_handle(request: web.Request) -> web.StreamResponse:
+        await catch_up(request)
+        return await handler(request)
+
+    return catch_up_then_handle
 
 
 def setup_mlflow_routes(app: web.Application, settings: Settings) -> None:

@@ -61,7 +61,7 @@ async def create_run(request: web.Request) -> web.Response:
         artifact_uri="",
         tags=tags,
     )
-    await write(request, [event])
+    await write(request, [event], wait=True)
     return json_response({"run": await load_run(request, run_id)})
 
 
@@ -75,7 +75,7 @@ async def update_run(request: web.Request) -> web.Response:
     events: list[Event] = [rn.RunUpdated(req.run_id, req.status, req.end_time, req.run_name)]
     if req.run_name:
         events.append(rn.RunTagsSet(req.run_id, ((rq.RUN_NAME_TAG, req.run_name),)))
-    await write(request, events)
+    await write(request, events, wait=True)
     run = await load_run(request, req.run_id)
     return json_response({"run_info": run["info"]})
 

@@ -171,6 +171,29 @@ def view_stages(view_type: str | int) -> tuple[str, ...]:
 # --- runs --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """The searched experiments (one bound parameter) as a condition on an ``experiment_id``.
+
+    params, run_tags and metric_series carry their run's experiment (migration 0006); every
+    filter and order-by join names it, so the planner reads only the experiment's part of the
+    ``(experiment_id, key, ...)`` search indexes instead of the key's rows in every experiment.
+    """
+
+    param: str
+    many: bool
+
+    def on(self, column: str) -> str:
+        return f"{column} = ANY({self.param})" if self.many else f"{column} = {self.param}"
+
+
+def _scope(experiment_ids: Sequence[int], arg: _Args) -> _Scope:
+    # One experiment as "=" lets the planner walk runs_search in start-time order.
+    if len(experiment_ids) == 1:
+        return _Scope(arg(experiment_ids[0], "::int8"), many=False)
+    return _Scope(arg(list(experiment_ids), "::int8[]"), many=True)
+
+
 def _in_list(
     column: str, comparator: str, values: tuple[object, ...], arg: _Args, cast: str
 ) -> str:
@@ -192,7 +215,7 @@ def _run_attribute(comp: sf.Comparison, arg: _Args) -> str:
     return f"{column} {_SQL_OPERATORS[comp.comparator]} {arg(value, cast)}"
 
 
-def _metric(comp: sf.Comparison, arg: _Args) -> str:
+def _metric(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
     assert isinstance(comp.value, float)
     op = _SQL_OPERATORS[comp.comparator]
     # PostgreSQL orders NaN above every number, so only > and >= need it kept out; NaN <> x
@@ -200,68 +223,159 @@ def _metric(comp: sf.Comparison, arg: _Args) -> str:
     nan = " AND m.latest_value < 'NaN'::float8" if op in (">", ">=") else ""
     return (
         "EXISTS (SELECT 1 FROM metric_series m WHERE m.run_id = r.run_id"
-        f" AND m.key = {arg(comp.key, '::text')}"
+        f" AND {scope.on('m.experiment_id')} AND m.key = {arg(comp.key, '::text')}"
         f" AND m.latest_value {op} {arg(comp.value, '::float8')}{nan})"
     )
 
 
-def _keyed(comp: sf.Comparison, arg: _Args) -> str:
+def _keyed(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
     table = _KEYED_TABLES[comp.entity]
-    where = f"k.run_id = r.run_id AND k.key = {arg(comp.key, '::text')}"
+    where = (
+        f"k.run_id = r.run_id AND {scope.on('k.experiment_id')}"
+        f" AND k.key = {arg(comp.key, '::text')}"
+    )
     if comp.comparator == "IS NULL":
         return f"NOT EXISTS (SELECT 1 FROM {table} k WHERE {where})"
     if comp.comparator == "IS NOT NULL":
         return f"EXISTS (SELECT 1 FROM {table} k WHERE {where})"
+    assert isinstance(comp.value, str)
     value = arg(comp.value, "::text")
     if comp.comparator == "=":
-        where += f" AND left(k.value, {INDEXED_PREFIX}) = left({value}, {INDEXED_PREFIX})"
+        prefix = f"left(k.value, {INDEXED_PREFIX})"
+        if len(comp.value) < INDEXED_PREFIX:
+            # A value shorter than the prefix equals a stored value exactly when it equals the
+            # stored prefix (a longer stored value has a prefix of INDEXED_PREFIX characters),
+            # so the index answers alone (index-only scan, no heap fetch per candidate).
+            return f"EXISTS (SELECT 1 FROM {table} k WHERE {where} AND {prefix} = {value})"
+        where += f" AND {prefix} = left({value}, {INDEXED_PREFIX})"
     op = _SQL_OPERATORS[comp.comparator]
     return f"EXISTS (SELECT 1 FROM {table} k WHERE {where} AND k.value {op} {value})"
 
 
-def _run_condition(comp: sf.Comparison, arg: _Args) -> str:
+def _run_condition(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
     if comp.entity == sf.ATTRIBUTE:
         return _run_attribute(comp, arg)
     if comp.entity == sf.METRIC:
-        return _metric(comp, arg)
+        return _metric(comp, arg, scope)
     if comp.entity in _KEYED_TABLES:
-        return _keyed(comp, arg)
+        return _keyed(comp, arg, scope)
     # runstream records no dataset inputs, so no run has one to match (MLflow joins them).
     return "FALSE"
 
 
-def _run_order(order_by: Sequence[sf.OrderBy], arg: _Args) -> tuple[list[str], list[str]]:
-    joins: list[str] = []
-    keys: list[str] = []
-    for n, item in enumerate(order_by, 1):
-        direction = "ASC" if item.ascending else "DESC"
-        if item.entity == sf.ATTRIBUTE:
-            keys.append(f"{_RUN_COLUMNS[item.column]} {direction} NULLS LAST")
-            continue
-        alias = f"o{n}"
-        key = arg(item.key, "::text")
-        if item.entity == sf.METRIC:
-            joins.append(
-                f"LEFT JOIN metric_series {alias}"
-                f" ON {alias}.run_id = r.run_id AND {alias}.key = {key}"
-            )
-            value = f"{alias}.latest_value"
-            if item.ascending:
-                # numbers, then NaN (PostgreSQL sorts it above them), then missing
-                keys.append(f"{value} ASC NULLS LAST")
-            else:
-                keys.append(f"({value} = 'NaN'::float8) ASC NULLS LAST")
-                keys.append(f"{value} DESC")
-        else:
-            table = _KEYED_TABLES[item.entity]
-            joins.append(
-                f"LEFT JOIN {table} {alias} ON {alias}.run_id = r.run_id AND {alias}.key = {key}"
-            )
-            keys.append(f"{alias}.value {direction} NULLS LAST")
+@dataclass(frozen=True, slots=True)
+class _OrderKey:
+    """One order_by item: the row it reads (``table`` ``alias`` ``ON on``) and its sort keys."""
+
+    keys: tuple[str, ...]
+    table: str = ""
+    alias: str = ""
+    on: str = ""
+
+    @property
+    def left_join(self) -> str:
+        return f"LEFT JOIN {self.table} {self.alias} ON {self.on}" if self.table else ""
+
+
+def _order_key(n: int, item: sf.OrderBy, arg: _Args, scope: _Scope) -> _OrderKey:
+    direction = "ASC" if item.ascending else "DESC"
+    if item.entity == sf.ATTRIBUTE:
+        return _OrderKey((f"{_RUN_COLUMNS[item.column]} {direction} NULLS LAST",))
+    alias = f"o{n}"
+    on = (
+        f"{alias}.run_id = r.run_id AND {scope.on(alias + '.experiment_id')}"
+        f" AND {alias}.key = {arg(item.key, '::text')}"
+    )
+    if item.entity == sf.METRIC:
+        value = f"{alias}.latest_value"
+        # ASC: numbers, then NaN (PostgreSQL sorts it above them), then missing;
+        # DESC: numbers, then NaN, then missing.
+        keys = (
+            (f"{value} ASC NULLS LAST",)
+            if item.ascending
+            else (f"({value} = 'NaN'::float8) ASC NULLS LAST", f"{value} DESC")
+        )
+        return _OrderKey(keys, "metric_series", alias, on)
+    return _OrderKey(
+        (f"{alias}.value {direction} NULLS LAST",), _KEYED_TABLES[item.entity], alias, on
+    )
+
+
+def _tie_keys(order_by: Sequence[sf.OrderBy]) -> list[str]:
+    keys = []
     if not any(i.entity == sf.ATTRIBUTE and i.column == "start_time" for i in order_by):
         keys.append("r.start_time DESC")
     keys.append("r.run_id")
-    return joins, keys
+    return keys
+
+
+def _select(
+    joins: Sequence[str], where: Sequence[str], keys: Sequence[str], columns: str = "r.run_id"
+) -> str:
+    sql = f"SELECT {columns} FROM runs r"
+    if joins:
+        sql += "\n" + "\n".join(joins)
+    sql += "\nWHERE " + "\n  AND ".join(where)
+    return sql + "\nORDER BY " + ", ".join(keys)
+
+
+def _metric_first(
+    first: _OrderKey,
+    ascending: bool,
+    rest: Sequence[_OrderKey],
+    ties: Sequence[str],
+    where: Sequence[str],
+    offset: int,
+    limit: int,
+    arg: _Args,
+) -> str:
+    """Top-N ordered by a metric first: walk its ``(experiment_id, key, latest_value)`` index.
+
+    MLflow's order (numbers, NaN, runs lacking the key) is three parts; each is one index-
+    ordered walk that stops after ``offset + limit`` rows (PostgreSQL sorts NaN above every
+    number, so DESC cannot be one walk). A later part runs only when the earlier ones found
+    fewer rows than that: its outer LIMIT is then 0, and PostgreSQL does not start it.
+    """
+    joins = [k.left_join for k in rest if k.table]
+    rest_keys = [key for k in rest for key in k.keys] + list(ties)
+    value = f"{first.alias}.latest_value"
+    present = f"JOIN {first.table} {first.alias} ON {first.on}"
+    parts: list[tuple[list[str], list[str], list[str]]] = []  # joins, where, keys
+    if ascending:
+        parts.append(([f"{present} AND {value} IS NOT NULL", *joins], [*where], [
+            f"{value} ASC", *rest_keys]))  # fmt: skip
+    else:
+        parts.append(([f"{present} AND {value} < 'NaN'::float8", *joins], [*where], [
+            f"{value} DESC", *rest_keys]))  # fmt: skip
+        parts.append(([f"{present} AND {value} = 'NaN'::float8", *joins], [*where], rest_keys))
+    missing = (
+        f"NOT EXISTS (SELECT 1 FROM {first.table} {first.alias}"
+        f" WHERE {first.on} AND {value} IS NOT NULL)"
+    )
+    parts.append((joins, [*where, missing], rest_keys))
+
+    wanted = arg(offset + limit, "::int8")
+    ctes = []
+    found = ""
+    for i, (part_joins, part_where, keys) in enumerate(parts):
+        # pos: the row's place in its part, so the parts are put together in order.
+        pos = f"r.run_id, row_number() OVER (ORDER BY {', '.join(keys)}) AS pos"
+        select = _select(part_joins, part_where, keys, columns=pos)
+        body = f"{select}\nLIMIT {wanted}"
+        if i:
+            body = f"SELECT * FROM ({body}) p\nORDER BY pos LIMIT GREATEST(0, {wanted}{found})"
+        ctes.append(f"p{i} AS MATERIALIZED (\n{body}\n)")
+        found += f" - (SELECT count(*) FROM p{i})"
+    union = "\nUNION ALL ".join(
+        f"SELECT {i} AS part, pos, run_id FROM p{i}" for i in range(len(parts))
+    )
+    sql = (
+        "WITH " + ",\n".join(ctes) + f"\nSELECT run_id FROM (\n{union}\n) parts\nORDER BY part, pos"
+    )
+    sql += f"\nLIMIT {arg(limit, '::int8')}"
+    if offset:
+        sql += f" OFFSET {arg(offset, '::int8')}"
+    return sql
 
 
 def runs_query(
@@ -275,23 +389,23 @@ def runs_query(
 ) -> Query:
     """Run ids matching ``filters`` in the experiments and stages, in MLflow's order."""
     arg = _Args()
-    where = []
-    # One experiment or stage as "=" lets the planner walk runs_search in start-time order.
-    if len(experiment_ids) == 1:
-        where.append(f"r.experiment_id = {arg(experiment_ids[0], '::int8')}")
-    else:
-        where.append(f"r.experiment_id = ANY({arg(list(experiment_ids), '::int8[]')})")
+    scope = _scope(experiment_ids, arg)
+    where = [scope.on("r.experiment_id")]
     if len(stages) == 1:
         where.append(f"r.lifecycle_stage = {arg(stages[0], '::text')}")
     else:
         where.append(f"r.lifecycle_stage = ANY({arg(list(stages), '::text[]')})")
-    where.extend(_run_condition(c, arg) for c in filters)
-    joins, keys = _run_order(order_by, arg)
-    sql = "SELECT r.run_id FROM runs r"
-    if joins:
-        sql += "\n" + "\n".join(joins)
-    sql += "\nWHERE " + "\n  AND ".join(where)
-    sql += "\nORDER BY " + ", ".join(keys)
+    where.extend(_run_condition(c, arg, scope) for c in filters)
+    keys = [_order_key(n, item, arg, scope) for n, item in enumerate(order_by, 1)]
+    ties = _tie_keys(order_by)
+    if limit is not None and order_by and order_by[0].entity == sf.METRIC:
+        sql = _metric_first(
+            keys[0], order_by[0].ascending, keys[1:], ties, where, offset, limit, arg
+        )
+        return Query(sql, tuple(arg.values))
+    sql = _select(
+        [k.left_join for k in keys if k.table], where, [s for k in keys for s in k.keys] + ties
+    )
     if limit is not None:
         sql += f"\nLIMIT {arg(limit, '::int8')}"
     if offset:

@@ -1,6 +1,7 @@
 -- Write-side checks, model update and XADD for one shard, as one atomic step.
 --
--- KEYS[1] stream, KEYS[2] idempotency key (or the stream again), KEYS[3..] model keys.
+-- KEYS[1] stream, KEYS[2] idempotency key (or the stream again), KEYS[3] the shard's tail
+-- (newest appended id, which reads catch up to), KEYS[4..] model keys.
 -- ARGV[1] msgpack header {ttl, idem, idem_ttl, dexp, dset, nprefix, ops}; ARGV[2..] entries.
 -- Ops (see commands.py) name their keys by index into KEYS. Every read goes through an
 -- overlay of this call's own writes, and nothing is written unless every op passes, so a
@@ -231,6 +232,7 @@ local reply = {'ok'}
 for i = 2, #ARGV do
   reply[#reply + 1] = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
 end
+redis.call('SET', KEYS[3], reply[#reply])
 if hdr.idem == 1 then
   redis.call('SET', KEYS[2], table.concat(reply, ',', 2), 'EX', tonumber(hdr.idem_ttl))
 end

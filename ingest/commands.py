@@ -109,7 +109,7 @@ def script_args(
     stream = c.stream_key(prefix, shard)
     # Without an idempotency key, KEYS[2] repeats the stream key (the script ignores it).
     idem = c.idempotency_key(prefix, shard, idempotency_key) if idempotency_key else stream
-    keys = _Keys(keys=[stream, idem])
+    keys = _Keys(keys=[stream, idem, c.tail_key(prefix, shard)])
     ops: list[list[Any]] = []
     checked: set[str] = set()
     for event in events:

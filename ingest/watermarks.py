@@ -131,6 +131,25 @@ class WatermarkWaiter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), min(deadline, next_poll) - now)
 
+    async def catch_up(self, shards: Sequence[int], timeout: float) -> None:  # noqa: ASYNC109
+        """Return once every entry appended to ``shards`` before this call is applied.
+
+        This is read-your-writes seen from the reader: a write answers as soon as its entry is
+        in the stream, and a read waits for the entries that were there when it began.
+        """
+        # One GET per shard, pipelined: the tails live in different cluster slots, so no MGET.
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in shards:
+            pipe.get(c.tail_key(self.prefix, shard))
+        tails = await pipe.execute()
+        positions = tuple(
+            (shard, parse_entry_id(tail))
+            for shard, tail in zip(shards, tails, strict=True)
+            if tail is not None
+        )
+        if positions:
+            await self.wait(WriteToken(positions), timeout)
+
     async def _listen(self) -> None:
         channel = c.watermark_channel(self.prefix)
         while True:

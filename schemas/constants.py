@@ -37,6 +37,15 @@ def watermark_channel(prefix: str) -> str:
     return f"{prefix}:watermarks"
 
 
+def tail_key(prefix: str, shard: int) -> str:
+    """String key holding the id of the newest entry appended to the shard (set by ingest).
+
+    A read that must see every write accepted before it waits until the shard's watermark
+    reaches this id (see ``WatermarkWaiter.catch_up``).
+    """
+    return f"{prefix}:tail:{{{shard}}}"
+
+
 def lease_key(prefix: str, shard: int) -> str:
     """Which projector consumes a shard; one at a time keeps the order per run."""
     return f"{prefix}:lease:{{{shard}}}"

@@ -27,7 +27,7 @@ from runstream.schemas import experiments as ex
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Entry, Event
 from runstream.schemas.metrics import MetricSeries, MetricsLogged
-from runstream.schemas.sharding import WriteToken, shard_of_run
+from runstream.schemas.sharding import WriteToken, parse_entry_id, shard_of_run
 from runstream.settings import Settings
 
 EVENTS = "/api/runstream/v1/events"
@@ -532,3 +532,14 @@ async def test_redis_down_is_503(settings: Settings) -> None:
         assert resp.status == 503
         assert resp.headers["Retry-After"] == "1"
         assert (await resp.json())["error_code"] == "TEMPORARILY_UNAVAILABLE"
+
+
+async def test_append_records_the_shard_tail(
+    client: Client, redis: aioredis.Redis, settings: Settings
+) -> None:
+    run_id = new_run_id()
+    resp = await post(client, [run_created(run_id, "0")])
+    token = WriteToken.parse((await resp.json())["token"])
+    ((shard, position),) = token.positions
+    tail = await redis.get(c.tail_key(settings.stream_prefix, shard))
+    assert parse_entry_id(tail) == position

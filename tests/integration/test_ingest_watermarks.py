@@ -76,3 +76,26 @@ async def test_already_applied_returns_at_once(
     await redis.set(c.watermark_key(stream_prefix, 0), "10-0")
     await waiter.wait(WriteToken.parse("0:9-3"), timeout=0.5)
     await waiter.wait(WriteToken.parse(""), timeout=0.0)
+
+
+async def test_catch_up_waits_for_the_tails_read_at_its_start(
+    waiter: WatermarkWaiter, redis: aioredis.Redis, stream_prefix: str
+) -> None:
+    """Reads catch up with every write appended before them, on every shard they name."""
+    await redis.set(c.tail_key(stream_prefix, 1), "100-0")
+    await redis.set(c.tail_key(stream_prefix, 2), "200-0")
+    # Shard 3 never took a write: nothing to wait for there.
+    task = asyncio.create_task(waiter.catch_up([1, 2, 3], timeout=5.0))
+    await asyncio.sleep(0.05)
+    channel = c.watermark_channel(stream_prefix)
+    await redis.publish(channel, "1 100-0")
+    # A write after the read began is not waited for.
+    await redis.set(c.tail_key(stream_prefix, 2), "300-0")
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    await redis.publish(channel, "2 200-0")
+    await asyncio.wait_for(task, 2.0)
+
+
+async def test_catch_up_with_no_writes_returns_at_once(waiter: WatermarkWaiter) -> None:
+    await waiter.catch_up([0, 1, 2], timeout=0.0)

@@ -29,11 +29,12 @@ def test_script_args_dedupe_liveness_checks() -> None:
     assert keys == [
         c.stream_key("p", 2),
         c.idempotency_key("p", 2, "idem"),
+        c.tail_key("p", 2),
         c.run_state_key("p", 2, RUN),
         c.run_params_key("p", 2, RUN),
     ]
     decoded = msgpack.unpackb(header)
-    assert decoded["ops"] == [["ra", 3, 4, 1, RUN], ["p", 3, 4, 1, RUN, 1, "k", "v"]]
+    assert decoded["ops"] == [["ra", 4, 5, 1, RUN], ["p", 4, 5, 1, RUN, 1, "k", "v"]]
     assert decoded["dexp"] == ["9"] and decoded["idem"] == 1
 
 
