@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestServer
 
 from runstream.projector.migrations import load_migrations, migrate_dsn
 from runstream.settings import Settings
@@ -175,3 +177,22 @@ def settings(database_url: str, redis_url: str, stream_prefix: str, tmp_path: Pa
         projector_block_ms=50,
         read_your_writes_timeout=10.0,
     )
+
+
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[str]:
+    """The app ``runstream server`` runs (ingest, api, projector) on a real port; its URL."""
+    from runstream.server import build_app
+
+    test_server = TestServer(build_app(settings), host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        yield str(test_server.make_url("")).rstrip("/")
+    finally:
+        await test_server.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

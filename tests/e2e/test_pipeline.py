@@ -10,39 +10,20 @@ import math
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import msgpack
 import numpy as np
 import pytest
-from aiohttp.test_utils import TestServer
 
 from runstream.schemas import constants
 from runstream.schemas.metrics import MetricSeries
 from runstream.schemas.sharding import WriteToken
-from runstream.server import build_app
 from runstream.settings import Settings
 
 EVENTS = "/api/runstream/v1/events"
 V1 = "/api/runstream/v1"
-
-
-@pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[str]:
-    test_server = TestServer(build_app(settings), host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        yield str(test_server.make_url("")).rstrip("/")
-    finally:
-        await test_server.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def post_events(

@@ -4,42 +4,16 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import msgpack
 import numpy as np
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from runstream import api, ingest, projector
 from runstream.api import downsample as ds
-from runstream.settings import Settings
-from runstream.web import error_middleware
 
 V1 = "/api/runstream/v1"
-
-
-@pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[str]:
-    app = web.Application(middlewares=[error_middleware])
-    ingest.setup(app, settings)
-    api.setup(app, settings)
-    projector.setup(app, settings)
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        yield str(test_server.make_url("")).rstrip("/")
-    finally:
-        await test_server.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def post_events(

@@ -5,23 +5,17 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import asyncpg
 import msgpack
 import numpy as np
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
-from runstream import api, ingest, projector
 from runstream.projector.chunks import CHUNK_COLUMNS, SeriesState, layout
 from runstream.projector.compaction import compact, plan_runs
 from runstream.projector.plan import MetricAppends
 from runstream.settings import Settings
-from runstream.web import error_middleware
 
 V1 = "/api/runstream/v1"
 SUMMARY = (
@@ -29,20 +23,6 @@ SUMMARY = (
     "last_value, min_value_pos, max_value_pos, min_value_step, max_value_step, min_value_ts, "
     "max_value_ts"
 )
-
-
-@pytest.fixture
-async def server(settings: Settings) -> AsyncIterator[str]:
-    app = web.Application(middlewares=[error_middleware])
-    ingest.setup(app, settings)
-    api.setup(app, settings)
-    projector.setup(app, settings)
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        yield str(test_server.make_url("")).rstrip("/")
-    finally:
-        await test_server.close()
 
 
 async def post(http: aiohttp.ClientSession, url: str, events: list[dict[str, Any]]) -> None:

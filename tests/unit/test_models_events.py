@@ -160,4 +160,5 @@ def test_script_args_check_the_run_of_inputs_and_skip_model_events() -> None:
     # One liveness check of the run for the whole request.
     assert [op[0] for op in ops] == ["ra"]
     assert ops[0][4] == RUN
-    assert keys[2].startswith("rs:run:{1}:")
+    assert keys[2] == "rs:tail:{1}"
+    assert keys[3].startswith("rs:run:{1}:")
