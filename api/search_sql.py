@@ -228,6 +228,30 @@ def _metric(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
     )
 
 
+def like_prefix(pattern: str) -> str | None:
+    """The literal of a LIKE pattern that is a literal followed by ``%``s, else None.
+
+    PostgreSQL's LIKE escapes with backslash; ``_`` or a ``%`` before the end disqualifies.
+    """
+    literal: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            if i + 1 == len(pattern):
+                return None  # PostgreSQL rejects the pattern; let it say so
+            literal.append(pattern[i + 1])
+            i += 2
+        elif ch == "_":
+            return None
+        elif ch == "%":
+            return "".join(literal) if not pattern[i:].strip("%") else None
+        else:
+            literal.append(ch)
+            i += 1
+    return None
+
+
 def _keyed(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
     table = _KEYED_TABLES[comp.entity]
     where = (
@@ -245,9 +269,19 @@ def _keyed(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
         if len(comp.value) < INDEXED_PREFIX:
             # A value shorter than the prefix equals a stored value exactly when it equals the
             # stored prefix (a longer stored value has a prefix of INDEXED_PREFIX characters),
-            # so the index answers alone (index-only scan, no heap fetch per candidate).
+            # so the index condition decides alone. (The heap row is still visited: PostgreSQL
+            # 15 does no index-only scan on an expression index.)
             return f"EXISTS (SELECT 1 FROM {table} k WHERE {where} AND {prefix} = {value})"
         where += f" AND {prefix} = left({value}, {INDEXED_PREFIX})"
+    elif comp.comparator == "LIKE":
+        literal = like_prefix(comp.value)
+        if literal is not None and len(literal) < INDEXED_PREFIX:
+            # 'abc%': a value starts with a literal shorter than the indexed prefix exactly when
+            # its prefix does, so the indexed expression decides alone here too.
+            return (
+                f"EXISTS (SELECT 1 FROM {table} k WHERE {where}"
+                f" AND left(k.value, {INDEXED_PREFIX}) LIKE {value})"
+            )
     op = _SQL_OPERATORS[comp.comparator]
     return f"EXISTS (SELECT 1 FROM {table} k WHERE {where} AND k.value {op} {value})"
 
@@ -341,13 +375,14 @@ def _metric_first(
     value = f"{first.alias}.latest_value"
     present = f"JOIN {first.table} {first.alias} ON {first.on}"
     parts: list[tuple[list[str], list[str], list[str]]] = []  # joins, where, keys
-    if ascending:
-        parts.append(([f"{present} AND {value} IS NOT NULL", *joins], [*where], [
-            f"{value} ASC", *rest_keys]))  # fmt: skip
+    if ascending:  # numbers then NaN: one walk
+        numbers = [f"{present} AND {value} IS NOT NULL", *joins]
+        parts.append((numbers, [*where], [f"{value} ASC", *rest_keys]))
     else:
-        parts.append(([f"{present} AND {value} < 'NaN'::float8", *joins], [*where], [
-            f"{value} DESC", *rest_keys]))  # fmt: skip
-        parts.append(([f"{present} AND {value} = 'NaN'::float8", *joins], [*where], rest_keys))
+        numbers = [f"{present} AND {value} < 'NaN'::float8", *joins]
+        parts.append((numbers, [*where], [f"{value} DESC", *rest_keys]))
+        nans = [f"{present} AND {value} = 'NaN'::float8", *joins]
+        parts.append((nans, [*where], rest_keys))
     missing = (
         f"NOT EXISTS (SELECT 1 FROM {first.table} {first.alias}"
         f" WHERE {first.on} AND {value} IS NOT NULL)"

@@ -84,10 +84,28 @@ CASCADE_RUNS = """
 UPDATE runs SET lifecycle_stage = $2, deleted_time = $3 WHERE experiment_id = $1
 """
 
+# After INSERT_RUNS: rows of these runs written before them (none, unless entries of a run were
+# applied out of order) get the run's experiment. One statement; each probe is a run_id prefix
+# of a primary or unique key.
+BACKFILL_RUN_EXPERIMENT = """
+WITH u AS (
+    SELECT * FROM unnest($1::text[], $2::bigint[]) AS u(run_id, experiment_id)
+), p AS (
+    UPDATE params t SET experiment_id = u.experiment_id FROM u
+    WHERE t.run_id = u.run_id AND t.experiment_id IS NULL
+), g AS (
+    UPDATE run_tags t SET experiment_id = u.experiment_id FROM u
+    WHERE t.run_id = u.run_id AND t.experiment_id IS NULL
+)
+UPDATE metric_series t SET experiment_id = u.experiment_id FROM u
+WHERE t.run_id = u.run_id AND t.experiment_id IS NULL
+"""
+
 # params, run_tags and metric_series carry their run's experiment for search (migration 0006),
 # taken from the runs row: a run's events follow its RunCreated on its shard, and segments write
-# runs before tags and params. LEFT JOIN: an unknown run fails the entry (NOT NULL), it is not
-# silently dropped.
+# runs before tags and params. A run not projected yet leaves it NULL (LEFT JOIN), and
+# BACKFILL_RUN_EXPERIMENT fills it when the run arrives, so the result does not depend on the
+# order entries of different shards were applied in (live and replay agree).
 UPSERT_RUN_TAGS = """
 INSERT INTO run_tags (run_id, key, value, experiment_id)
 SELECT u.run_id, u.key, u.value, r.experiment_id

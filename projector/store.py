@@ -145,8 +145,30 @@ async def _record_and_apply(
     return result
 
 
+_EXPERIMENT_LOCKS = 0x65787073  # "exps": advisory-lock namespace of experiments' runs
+
+
+async def lock_experiments(conn: asyncpg.Connection, write_plan: WritePlan) -> None:
+    """Serialise run inserts with experiment delete/restore cascades of the same experiment.
+
+    They sit on different shards, so their transactions run concurrently: under READ COMMITTED
+    neither sees the other's uncommitted row, and a run created while its experiment is being
+    deleted would stay active here but be deleted by a serial replay. Taking the experiment's
+    lock first (in id order, before any row is written, so no deadlock) makes every statement
+    after it see the other side committed, as replay does.
+    """
+    experiment_ids = {
+        run.experiment_id for seg in write_plan.segments for run in seg.runs.values()
+    } | {seg.cascade.experiment_id for seg in write_plan.segments if seg.cascade is not None}
+    for experiment_id in sorted(experiment_ids):
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)", _EXPERIMENT_LOCKS, experiment_id % 2**31
+        )
+
+
 async def apply_plan(conn: asyncpg.Connection, write_plan: WritePlan, chunk_points: int) -> None:
     """Write a plan's rows; the caller owns the transaction."""
+    await lock_experiments(conn, write_plan)
     for segment in write_plan.segments:
         await _apply_segment(conn, segment)
     await _apply_metrics(conn, write_plan, chunk_points)
@@ -192,6 +214,11 @@ async def _apply_segment(conn: asyncpg.Connection, seg: Segment) -> None:
             [r.lifecycle_stage for r in runs],
             [r.artifact_uri for r in runs],
             [r.deleted_time for r in runs],
+        )
+        await conn.execute(
+            q.BACKFILL_RUN_EXPERIMENT,
+            [r.run_id for r in runs],
+            [r.experiment_id for r in runs],
         )
     if seg.run_patches:
         run_patches = list(seg.run_patches.values())

@@ -75,7 +75,7 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]
         "metric_series": await table(
             conn,
             "SELECT run_id, key, point_count, chunk_count, tail_count, latest_step,"
-            " latest_timestamp, float8send(latest_value), min_value, max_value"
+            " latest_timestamp, float8send(latest_value), min_value, max_value, experiment_id"
             " FROM metric_series ORDER BY run_id, key",
         ),
         "metric_chunks": await table(
@@ -241,33 +241,34 @@ async def test_every_event_type_projected(
             (RUN_A, 1, "renamed-a", "ann", "FINISHED", 130, 200, "deleted", f"art/{RUN_A}", 300),
             (RUN_B, 2, "run-b", "ann", "RUNNING", 130, None, "deleted", f"art/{RUN_B}", 210),
         ]
+        # The last column is the run's experiment (migration 0006, for search).
         assert snap["run_tags"] == [
-            (RUN_A, "mlflow.runName", "renamed-a"),
-            (RUN_A, "src", "nb"),
-            (RUN_A, "t", "2"),
-            (RUN_B, "del", "x"),
-            (RUN_B, "mlflow.runName", "run-b"),
-            (RUN_B, "src", "nb"),
-            (RUN_B, "t", "2"),
+            (RUN_A, "mlflow.runName", "renamed-a", 1),
+            (RUN_A, "src", "nb", 1),
+            (RUN_A, "t", "2", 1),
+            (RUN_B, "del", "x", 2),
+            (RUN_B, "mlflow.runName", "run-b", 2),
+            (RUN_B, "src", "nb", 2),
+            (RUN_B, "t", "2", 2),
         ]
         assert snap["params"] == [
-            (RUN_A, "bs", "32"),
-            (RUN_A, "lr", "0.1"),
-            (RUN_B, "bs", "32"),
-            (RUN_B, "lr", "0.1"),
+            (RUN_A, "bs", "32", 1),
+            (RUN_A, "lr", "0.1", 1),
+            (RUN_B, "bs", "32", 2),
+            (RUN_B, "lr", "0.1", 2),
         ]
         series_rows = {(r[0], r[1]): r[2:] for r in snap["metric_series"]}
         # loss: 8 points in chunks of 5; latest = greatest step I64_MAX (value NaN).
         loss = series_rows[(RUN_A, "loss")]
         assert loss[:5] == (8, 2, 3, I64_MAX, I64_MIN)
         assert math.isnan(struct.unpack(">d", loss[5])[0])
-        assert loss[6:] == (-math.inf, math.inf)
+        assert loss[6:] == (-math.inf, math.inf, 1)
         acc = series_rows[(RUN_B, "acc")]
         assert acc[:5] == (13, 3, 3, 12, 12)
         assert struct.unpack(">d", acc[5])[0] == 9.5
-        assert acc[6:] == (0.0, 9.5)
+        assert acc[6:] == (0.0, 9.5, 2)
         only_nan = series_rows[(RUN_A, "only-nan")]
-        assert only_nan[:5] == (1, 1, 1, 0, 0) and only_nan[6:] == (None, None)
+        assert only_nan[:5] == (1, 1, 1, 0, 0) and only_nan[6:] == (None, None, 1)
 
         steps, stamps, vals = await history(conn, RUN_A, "loss")
         assert steps == me.pack_int64(p[0] for p in SPECIAL_POINTS)
@@ -341,6 +342,40 @@ async def test_replay_rebuilds_identical_tables(
     async with pool.acquire() as conn:
         after = await snapshot(conn)
     assert after == before
+
+
+async def test_rows_applied_before_their_run_get_its_experiment(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> None:
+    # Entries of one run on two shards (a changed shard count): its metrics, params and tags
+    # may be applied before its creation. They are kept, and get the experiment once the run
+    # row arrives, so search finds them as it would after a replay in stream order.
+    settings = settings.replace(projector_batch=1)
+    await add_events(redis, settings, 0, [ex.ExperimentCreated("7", "seven", "loc", 1)], at=1)
+    await add_events(
+        redis,
+        settings,
+        2,
+        [
+            me.MetricsLogged(RUN_A, (series("x", [(1, 1, 1.0)]),)),
+            ru.ParamsLogged(RUN_A, (("lr", "0.1"),)),
+            ru.RunTagsSet(RUN_A, (("t", "1"),)),
+        ],
+        at=2,
+    )
+    await project_until_idle(settings, pool, redis)
+    count = (
+        "SELECT (SELECT count(*) FROM params WHERE experiment_id = $1)"
+        " + (SELECT count(*) FROM run_tags WHERE experiment_id = $1)"
+        " + (SELECT count(*) FROM metric_series WHERE experiment_id = $1)"
+    )
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM metric_series") == 1
+        assert await conn.fetchval(count, 7) == 0
+    await add_events(redis, settings, 3, [ru.RunCreated(RUN_A, "7", "ann", "a", 3, "art/a")], at=3)
+    await project_until_idle(settings, pool, redis)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval(count, 7) == 4  # the mlflow.runName tag is new
 
 
 async def test_same_entry_applied_once(

@@ -247,6 +247,15 @@ async def test_long_param_values_are_stored_and_found(conn: asyncpg.Connection) 
     await insert_runs(conn, runs)
     assert await ids(conn, f"params.p = '{value}' and tags.t = '{value}'") == ["long"]
     assert await ids(conn, f"params.p = '{value[:-1]}'") == []
+    # Short filters are answered from the 200-character index prefix alone: a long value
+    # must not match its own beginning, and LIKE 'literal%' must match it.
+    assert await ids(conn, f"params.p = '{value[:10]}'") == []
+    assert await ids(conn, f"params.p = '{value[:200]}'") == []
+    assert await ids(conn, f"params.p LIKE '{value[:10]}'") == []
+    assert await ids(conn, f"params.p LIKE '{value[:10]}%' and tags.t LIKE '%'") == ["long"]
+    assert await ids(conn, f"params.p LIKE '{value[:199]}%%'") == ["long"]
+    assert await ids(conn, f"params.p LIKE '{value[:250]}%'") == ["long"]
+    assert await ids(conn, f"params.p LIKE '{value[:9]}X%'") == []
 
 
 @pytest.fixture

@@ -1,12 +1,18 @@
 -- The run's experiment on params, run_tags and metric_series, so that a search filter or
 -- order_by reads only the searched experiment's entries (docs/search.md, "Indexes").
 --
--- A run never changes experiment, so the column is written once, when the row is created, and
--- never updated. The projector writes it from the runs row (projector/queries.py: one
--- INSERT ... SELECT per table joining runs); a run's events travel on its shard after its
--- RunCreated, so the run row is always there. lifecycle_stage stays on runs only: deleting or
--- restoring a run or experiment would otherwise rewrite every param, tag and series row, and
--- the search joins runs anyway (tie-breaks on start_time; EXPLAIN ANALYZE in docs/search.md).
+-- A run never changes experiment, so the column never changes once known. The projector
+-- writes it from the runs row (projector/queries.py: one INSERT ... SELECT per table joining
+-- runs), and when it inserts a run it fills the column of that run's rows written before
+-- (BACKFILL_RUN_EXPERIMENT): a run's events follow its RunCreated on its shard, but rows of a
+-- run the projector has not seen yet are accepted, as they always were (entries of one run
+-- on two shards after a change of the shard count; tools). So the column is NULL exactly
+-- when the run is not in runs, whatever order the entries were applied in: live and replay
+-- end equal, and search, which joins runs, sees every row of every run.
+--
+-- lifecycle_stage stays on runs only: deleting or restoring a run or an experiment would
+-- otherwise rewrite every param, tag and series row of it, and the search reads runs anyway
+-- (lifecycle and the start_time tie-break; EXPLAIN ANALYZE in docs/search.md).
 
 ALTER TABLE params ADD COLUMN experiment_id bigint;
 ALTER TABLE run_tags ADD COLUMN experiment_id bigint;
@@ -16,31 +22,9 @@ UPDATE params p SET experiment_id = r.experiment_id FROM runs r WHERE r.run_id =
 UPDATE run_tags t SET experiment_id = r.experiment_id FROM runs r WHERE r.run_id = t.run_id;
 UPDATE metric_series s SET experiment_id = r.experiment_id FROM runs r WHERE r.run_id = s.run_id;
 
--- Rows of runs that do not exist cannot be reached by any run read or search; only writers
--- that bypass ingest (which refuses unknown run ids) leave them. They have no experiment.
-DO $$
-DECLARE
-    orphans bigint;
-BEGIN
-    DELETE FROM metric_chunks c USING metric_series s
-        WHERE s.series_id = c.series_id AND s.experiment_id IS NULL;
-    DELETE FROM metric_series WHERE experiment_id IS NULL;
-    GET DIAGNOSTICS orphans = ROW_COUNT;
-    IF orphans > 0 THEN
-        RAISE NOTICE 'deleted % metric series of runs that do not exist', orphans;
-    END IF;
-    DELETE FROM params WHERE experiment_id IS NULL;
-    DELETE FROM run_tags WHERE experiment_id IS NULL;
-END
-$$;
-
-ALTER TABLE params ALTER COLUMN experiment_id SET NOT NULL;
-ALTER TABLE run_tags ALTER COLUMN experiment_id SET NOT NULL;
-ALTER TABLE metric_series ALTER COLUMN experiment_id SET NOT NULL;
-
 -- Writers other than the projector (tools, test fixtures) may leave the column out: fill it
--- from the run, as a default that PostgreSQL cannot express. The projector passes the value,
--- so the WHEN clause keeps the trigger from firing on its rows.
+-- from the run, as a default that PostgreSQL cannot express. The projector passes the value
+-- (NULL only for a run it has not seen), so the WHEN clause keeps the trigger off its rows.
 CREATE FUNCTION run_experiment_id() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     SELECT r.experiment_id INTO NEW.experiment_id FROM runs r WHERE r.run_id = NEW.run_id;
