@@ -21,7 +21,7 @@ from runstream.ingest.watermarks import WATERMARKS
 from runstream.resources import SETTINGS
 from runstream.schemas.codec import Event
 from runstream.schemas.errors import InvalidParameterValue
-from runstream.schemas.sharding import WriteToken
+from runstream.schemas.sharding import WriteToken, shard_of_run
 from runstream.web import read_json_body
 
 JSON_TYPE = "application/json"
@@ -48,12 +48,16 @@ async def wait_for(request: web.Request, token: WriteToken) -> None:
     await request.app[WATERMARKS].wait(token, request.app[SETTINGS].read_your_writes_timeout)
 
 
-async def catch_up(request: web.Request) -> None:
-    """Wait until every write accepted before this request is applied (all shards)."""
+async def catch_up(request: web.Request, run_ids: Collection[str] = ()) -> None:
+    """Wait until every write accepted before this request is applied: on the shards of
+    ``run_ids`` when the read is about those runs only, else on every shard."""
     settings = request.app[SETTINGS]
-    await request.app[WATERMARKS].catch_up(
-        range(settings.shards), settings.read_your_writes_timeout
+    shards = (
+        sorted({shard_of_run(run_id, settings.shards) for run_id in run_ids})
+        if run_ids
+        else range(settings.shards)
     )
+    await request.app[WATERMARKS].catch_up(shards, settings.read_your_writes_timeout)
 
 
 async def write(request: web.Request, events: Sequence[Event], *, wait: bool = False) -> WriteToken:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from runstream.api import logged_model_queries as lmq
 from runstream.api import model_requests as mr
-from runstream.api.mlflow_http import request_fields, write
+from runstream.api.mlflow_http import catch_up, request_fields, write
 from runstream.api.reads import run_not_found
 from runstream.resources import PG_POOL
 from runstream.schemas import constants as c
@@ -84,6 +84,7 @@ def appended_history(previous: str | None, entry: dict[str, object]) -> str:
 
 async def log_model(request: web.Request) -> web.Response:
     req = mr.parse_log_model(await request_fields(request))
+    await catch_up(request, [req.run_id])
     # The run's tag as this client last wrote it (read-your-writes); two clients logging
     # models to one run at the same instant may lose one entry, as with MLflow's SQL store.
     row = await lmq.run_state(request.app[PG_POOL], req.run_id)

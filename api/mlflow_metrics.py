@@ -17,7 +17,7 @@ from aiohttp import web
 from runstream.api import mlflow_requests as rq
 from runstream.api import queries
 from runstream.api.mlflow_history import Points, history_order, metrics_json, page, sample
-from runstream.api.mlflow_http import request_fields, write
+from runstream.api.mlflow_http import catch_up, request_fields, write
 from runstream.api.mlflow_runs import tag_events
 from runstream.api.model_requests import model_metric_events
 from runstream.resources import PG_POOL
@@ -94,6 +94,7 @@ async def load_points(db: queries.Executor, run_id: str, key: str) -> Points | N
 
 async def get_metric_history(request: web.Request) -> web.Response:
     req = rq.parse_get_metric_history(await request_fields(request))
+    await catch_up(request, [req.run_id])
     points = await load_points(request.app[PG_POOL], req.run_id, req.metric_key)
     out: dict[str, object] = {}
     if points is not None:
@@ -109,6 +110,7 @@ async def get_metric_history_bulk_interval(request: web.Request) -> web.Response
     req = rq.parse_get_metric_history_bulk_interval(
         await request_fields(request, repeated=("run_ids",))
     )
+    await catch_up(request, req.run_ids)
     metrics = []
     pool = request.app[PG_POOL]
     for run_id in req.run_ids:

@@ -64,23 +64,28 @@ TRACKING_ROUTES: tuple[Route, ...] = (
         reads=True,
     ),
     Route("POST", "/runs/create", runs.create_run),
-    Route("GET", "/runs/get", runs.get_run),
+    Route("GET", "/runs/get", runs.get_run, reads=False),  # catches up on its run's shard
     Route("POST", "/runs/update", runs.update_run),
     Route("POST", "/runs/delete", runs.delete_run),
     Route("POST", "/runs/restore", runs.restore_run),
     Route("POST", "/runs/search", runs.search_runs),
     Route("POST", "/runs/set-tag", runs.set_tag),
-    Route("POST", "/runs/delete-tag", runs.delete_tag, reads=True),
+    Route("POST", "/runs/delete-tag", runs.delete_tag),  # catches up on its run's shard
     Route("POST", "/runs/log-metric", metrics.log_metric),
     Route("POST", "/runs/log-parameter", metrics.log_param),
     Route("POST", "/runs/log-batch", metrics.log_batch),
-    Route("GET", "/metrics/get-history", metrics.get_metric_history),
-    Route("GET", "/metrics/get-history-bulk-interval", metrics.get_metric_history_bulk_interval),
+    Route("GET", "/metrics/get-history", metrics.get_metric_history, reads=False),
+    Route(
+        "GET",
+        "/metrics/get-history-bulk-interval",
+        metrics.get_metric_history_bulk_interval,
+        reads=False,  # catches up on the shards of its runs, like get-history
+    ),
     Route("GET", "/artifacts/list", artifacts.list_artifacts),
     # MLflow 3 logged models and run inputs/outputs (api/mlflow_models.py, mlflow_inputs.py)
     Route("POST", "/runs/log-inputs", inputs.log_inputs),
     Route("POST", "/runs/outputs", inputs.log_outputs),
-    Route("POST", "/runs/log-model", inputs.log_model, reads=True),
+    Route("POST", "/runs/log-model", inputs.log_model),  # catches up on its run's shard
     Route("POST", "/logged-models", models.create_logged_model),
     Route("POST", "/logged-models/search", models.search_logged_models),
     Route("GET", "/logged-models/{model_id}", models.get_logged_model),

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from runstream.api import mlflow_requests as rq
 from runstream.api import queries, search, views
-from runstream.api.mlflow_http import request_fields, write
+from runstream.api.mlflow_http import catch_up, request_fields, write
 from runstream.api.mlflow_names import random_run_name
 from runstream.api.reads import run_not_found
 from runstream.resources import PG_POOL
@@ -67,6 +67,7 @@ async def create_run(request: web.Request) -> web.Response:
 
 async def get_run(request: web.Request) -> web.Response:
     run_id = rq.parse_run_ref(await request_fields(request))
+    await catch_up(request, [run_id])
     return json_response({"run": await load_run(request, run_id)})
 
 
@@ -105,6 +106,7 @@ async def set_tag(request: web.Request) -> web.Response:
 
 async def delete_tag(request: web.Request) -> web.Response:
     req = rq.parse_delete_tag(await request_fields(request))
+    await catch_up(request, [req.run_id])
     row = await queries.run(request.app[PG_POOL], req.run_id)
     if row is None:
         raise run_not_found(req.run_id)
