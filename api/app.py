@@ -7,6 +7,7 @@ from aiohttp import web
 from runstream.api.artifacts import setup_artifact_routes
 from runstream.api.mlflow_routes import setup_mlflow_routes
 from runstream.api.routes import add_routes
+from runstream.api.ui import setup_ui
 from runstream.ingest.watermarks import use_watermarks
 from runstream.resources import use_stores
 from runstream.settings import Settings
@@ -29,6 +30,7 @@ def setup(app: web.Application, settings: Settings) -> None:
     add_routes(app)
     setup_mlflow_routes(app, settings)
     setup_artifact_routes(app, settings)
+    setup_ui(app)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -28,6 +28,19 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 JSON_CONTENT_TYPE = "application/json"
+NATIVE_PREFIX = "/api/runstream/"
+"""runstream's own routes answer an unknown path with ENDPOINT_NOT_FOUND JSON; every other
+path (MLflow's routes, the UI) answers as ``mlflow server`` (Flask) does: an HTML page, which
+MLflow's client reads as ENDPOINT_NOT_FOUND from the 404 status."""
+MLFLOW_404_HTML = (
+    "<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n"
+    "<p>The requested URL was not found on the server. If you entered the URL manually please "
+    "check your spelling and try again.</p>\n"
+)
+MLFLOW_405_HTML = (
+    "<!doctype html>\n<html lang=en>\n<title>405 Method Not Allowed</title>\n"
+    "<h1>Method Not Allowed</h1>\n<p>The method is not allowed for the requested URL.</p>\n"
+)
 
 
 def json_response(
@@ -53,8 +66,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(RequestTooLarge(f"Request body exceeds {exc.text}"))
     except web.HTTPNotFound:
+        if not request.path.startswith(NATIVE_PREFIX):
+            return web.Response(status=404, text=MLFLOW_404_HTML, content_type="text/html")
         return error_response(EndpointNotFound(f"No endpoint {request.method} {request.path}"))
-    except web.HTTPMethodNotAllowed:
+    except web.HTTPMethodNotAllowed as exc:
+        if not request.path.startswith(NATIVE_PREFIX):
+            allow = ", ".join(sorted(exc.allowed_methods))
+            return web.Response(
+                status=405, text=MLFLOW_405_HTML, content_type="text/html", headers={"Allow": allow}
+            )
         return error_response(
             EndpointNotFound(f"Method {request.method} not allowed on {request.path}")
         )
