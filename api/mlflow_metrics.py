@@ -16,7 +16,14 @@ from aiohttp import web
 
 from runstream.api import mlflow_requests as rq
 from runstream.api import queries
-from runstream.api.mlflow_history import Points, history_order, metrics_json, page, sample
+from runstream.api.mlflow_history import (
+    OrderedHistories,
+    Points,
+    history_order,
+    metrics_json,
+    page,
+    sample,
+)
 from runstream.api.mlflow_http import catch_up, request_fields, write
 from runstream.api.mlflow_runs import tag_events
 from runstream.api.model_requests import model_metric_events
@@ -92,13 +99,35 @@ async def load_points(db: queries.Executor, run_id: str, key: str) -> Points | N
     )
 
 
+ORDERED_HISTORIES = web.AppKey("ordered_histories", OrderedHistories)
+
+
+async def ordered_history(request: web.Request, run_id: str, key: str) -> Points | None:
+    """The series in ``get-history`` order; None when the run does not exist."""
+    pool = request.app[PG_POOL]
+    cache = request.app[ORDERED_HISTORIES]
+    count = await queries.series_point_count(pool, run_id, key)
+    if count is not None:
+        cached = cache.get(run_id, key, count)
+        if cached is not None:
+            return cached
+    points = await load_points(pool, run_id, key)
+    if points is None:
+        return None
+    ordered = history_order(points)
+    if count is not None and len(points) == count:
+        # Only when nothing landed between the two reads, so the count names this content.
+        cache.put(run_id, key, count, ordered)
+    return ordered
+
+
 async def get_metric_history(request: web.Request) -> web.Response:
     req = rq.parse_get_metric_history(await request_fields(request))
     await catch_up(request, [req.run_id])
-    points = await load_points(request.app[PG_POOL], req.run_id, req.metric_key)
+    ordered = await ordered_history(request, req.run_id, req.metric_key)
     out: dict[str, object] = {}
-    if points is not None:
-        chosen, next_offset = page(history_order(points), req.offset, req.max_results)
+    if ordered is not None:
+        chosen, next_offset = page(ordered, req.offset, req.max_results)
         if len(chosen):
             out["metrics"] = metrics_json(req.metric_key, chosen)
         if next_offset is not None:

@@ -19,6 +19,7 @@ from runstream.api import mlflow_inputs as inputs
 from runstream.api import mlflow_metrics as metrics
 from runstream.api import mlflow_models as models
 from runstream.api import mlflow_runs as runs
+from runstream.api.mlflow_history import OrderedHistories
 from runstream.api.mlflow_http import catch_up
 from runstream.ingest.app import use_ingestor
 from runstream.ingest.watermarks import use_watermarks
@@ -156,6 +157,7 @@ def setup_mlflow_routes(app: web.Application, settings: Settings) -> None:
     use_stores(app, settings)
     use_watermarks(app, settings)
     use_ingestor(app, settings)
+    app[metrics.ORDERED_HISTORIES] = OrderedHistories()
     add_mlflow_routes(app, TRACKING_ROUTES)
     for path in SERVER_INFO_PATHS:
         app.router.add_get(path, server_info)

@@ -116,6 +116,14 @@ class SeriesChunks:
     values: list[bytes]
 
 
+async def series_point_count(db: Executor, run_id: str, key: str) -> int | None:
+    """Points stored under (run, key); None when there is no such series."""
+    count: int | None = await db.fetchval(
+        "SELECT point_count FROM metric_series WHERE run_id = $1 AND key = $2", run_id, key
+    )
+    return count
+
+
 async def series_chunks(db: Executor, run_id: str, key: str) -> SeriesChunks | None:
     """None when the run does not exist; empty lists when it has no point under ``key``.
 

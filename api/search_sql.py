@@ -293,8 +293,30 @@ def _run_condition(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
         return _metric(comp, arg, scope)
     if comp.entity in _KEYED_TABLES:
         return _keyed(comp, arg, scope)
-    # runstream records no dataset inputs, so no run has one to match (MLflow joins them).
-    return "FALSE"
+    return _dataset(comp, arg, scope)
+
+
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+
+
+def _dataset(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
+    """``datasets.name|digest|context``: the run has a dataset input that matches (MLflow joins
+    each condition on its own, so two conditions may be met by two different inputs)."""
+    if comp.key == "context":
+        column = "t.value"
+        source = (
+            "run_dataset_input_tags t WHERE t.run_id = r.run_id"
+            f" AND {scope.on('t.experiment_id')} AND t.key = {arg(DATASET_CONTEXT_TAG, '::text')}"
+        )
+    else:
+        column = f"d.{comp.key}"
+        source = f"run_dataset_inputs d WHERE d.run_id = r.run_id AND {scope.on('d.experiment_id')}"
+    value = comp.value
+    if isinstance(value, tuple):
+        condition = _in_list(column, comp.comparator, value, arg, "::text[]")
+    else:
+        condition = f"{column} {_SQL_OPERATORS[comp.comparator]} {arg(str(value), '::text')}"
+    return f"EXISTS (SELECT 1 FROM {source} AND {condition})"
 
 
 @dataclass(frozen=True, slots=True)

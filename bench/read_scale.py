@@ -5,8 +5,11 @@ Prints one JSON object per line. Needs PostgreSQL and Redis (the same defaults a
     .venv/bin/python -m bench.read_scale                 # everything
     .venv/bin/python -m bench.read_scale --only bytes    # history|downsample|bulk|live|bytes
 
-Each part is an importable coroutine taking a ``Bench`` (stores + an in-process server), so
-that a side-by-side with a real ``mlflow server`` can reuse them.
+Each part is an importable coroutine taking a ``Bench`` (stores + an in-process server).
+The side-by-side with a real ``mlflow server`` (``python -m bench --only read_history`` ...)
+lives in ``bench/read_workloads.py``, reuses the loaders here (``load_series``,
+``load_mlflow_series``, ``live_latencies``, ``measure_bytes``) and is re-exported below as
+``WORKLOADS`` so that ``python -m bench`` finds it.
 """
 
 from __future__ import annotations
@@ -121,6 +124,67 @@ async def insert_run(conn: asyncpg.Connection, run_id: str) -> None:
         "INSERT INTO runs (run_id, experiment_id, status, start_time) VALUES ($1, 0, 'RUNNING', 0)",
         run_id,
     )
+
+
+async def mlflow_experiment(conn: asyncpg.Connection, name: str) -> int:
+    """An experiment row in MLflow's schema (``experiments.experiment_id`` is a serial)."""
+    return int(
+        await conn.fetchval(
+            "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time,"
+            " last_update_time) VALUES ($1, 'x', 'active', 0, 0) RETURNING experiment_id",
+            name,
+        )
+    )
+
+
+async def insert_mlflow_run(conn: asyncpg.Connection, run_id: str, experiment_id: int = 0) -> None:
+    """A run row in MLflow's schema (as ``mlflow db upgrade`` creates it)."""
+    await conn.execute(
+        "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name,"
+        " user_id, status, start_time, source_version, lifecycle_stage, artifact_uri,"
+        " experiment_id) VALUES ($1, 'r', 'LOCAL', '', '', 'u', 'RUNNING', 0, '',"
+        " 'active', 'x', $2)",
+        run_id,
+        experiment_id,
+    )
+
+
+async def load_mlflow_series(
+    conn: asyncpg.Connection,
+    run_id: str,
+    key: str,
+    values: np.ndarray,
+    start_ms: int = 1_700_000_000_000,
+) -> None:
+    """A series as MLflow's SQL store keeps it: one ``metrics`` row per point (COPY) and
+    its ``latest_metrics`` row. The same steps and timestamps as ``load_series``."""
+    n = len(values)
+    steps = np.arange(n)
+    stamps = start_ms + steps * 10
+    await conn.copy_records_to_table(
+        "metrics",
+        records=zip(
+            [key] * n, values.tolist(), stamps.tolist(), [run_id] * n, steps.tolist(),
+            [False] * n, strict=True,
+        ),
+        columns=["key", "value", "timestamp", "run_uuid", "step", "is_nan"],
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)"
+        " VALUES ($1, $2, $3, $4, false, $5)",
+        key, float(values[-1]), int(stamps[-1]), n - 1, run_id,
+    )  # fmt: skip
+
+
+async def mlflow_db_upgrade(database_url: str) -> None:
+    """``mlflow db upgrade`` on a PostgreSQL DSN (MLflow's schema, as its server creates it)."""
+    mlflow_url = database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    upgrade = await asyncio.create_subprocess_exec(
+        str(mlflow_bin), "db", "upgrade", mlflow_url, stdout=DEVNULL, stderr=DEVNULL
+    )
+    if await asyncio.wait_for(upgrade.wait(), 300):
+        raise RuntimeError("mlflow db upgrade failed")
 
 
 @dataclass
@@ -267,6 +331,14 @@ async def bench_bulk(
 
 async def bench_live(b: Bench, clients: int = 100, writes: int = 50, gap: float = 0.05) -> None:
     """Latency from ingest's 200 to the event at each of ``clients`` SSE clients."""
+    latencies = await live_latencies(b, clients, writes, gap)
+    emit(part="live", clients=clients, writes=writes, **ms(latencies))
+
+
+async def live_latencies(
+    b: Bench, clients: int = 100, writes: int = 50, gap: float = 0.05
+) -> list[float]:
+    """Seconds from ingest's 200 to each SSE client's event, for every (write, client)."""
     run_id = uuid.uuid4().hex
     await _post(b, [{"type": "run_created", "run_id": run_id, "experiment_id": "0", "user_id": "b",
                      "run_name": "live", "start_time": 1, "artifact_uri": "", "tags": []}],
@@ -315,7 +387,7 @@ async def bench_live(b: Bench, clients: int = 100, writes: int = 50, gap: float 
         )
         await asyncio.sleep(gap)
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
-    emit(part="live", clients=clients, writes=writes, **ms(latencies))
+    return latencies
 
 
 async def _post(
@@ -336,76 +408,73 @@ async def _post(
 
 
 async def bench_bytes(runs: int = 10, keys: int = 10, n: int = 10_000) -> None:
-    """On-disk bytes per point of the same 1,000,000 points: runstream's chunks vs MLflow's
-    ``metrics`` + ``latest_metrics`` (schema from ``mlflow db upgrade``)."""
+    """On-disk bytes per point of the same 1,000,000 points (see ``measure_bytes``)."""
+    emit(part="bytes", **await measure_bytes(runs, keys, n))
+
+
+async def measure_bytes(
+    runs: int = 10,
+    keys: int = 10,
+    n: int = 10_000,
+    names: tuple[str, str] = ("rs_bench_bytes_runstream", "rs_bench_bytes_mlflow"),
+    drop: bool = False,
+) -> dict[str, Any]:
+    """On-disk bytes of ``runs x keys x n`` points: runstream's chunks vs MLflow's
+    ``metrics`` + ``latest_metrics`` (schema from ``mlflow db upgrade``), after VACUUM."""
     total = runs * keys * n
-    ours = await fresh_database("rs_bench_bytes_runstream")
-    await migrate_dsn(ours)
-    theirs = await fresh_database("rs_bench_bytes_mlflow")
-    mlflow_url = theirs.replace("postgresql://", "postgresql+psycopg2://", 1)
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    upgrade = await asyncio.create_subprocess_exec(
-        str(mlflow_bin), "db", "upgrade", mlflow_url, stdout=DEVNULL, stderr=DEVNULL
-    )
-    if await upgrade.wait():
-        raise RuntimeError("mlflow db upgrade failed")
-    run_ids = [uuid.uuid4().hex for _ in range(runs)]
-    conn = await asyncpg.connect(ours)
+    ours = await fresh_database(names[0])
+    theirs = await fresh_database(names[1])
     try:
-        for i, run_id in enumerate(run_ids):
-            await insert_run(conn, run_id)
-            for k in range(keys):
-                await load_series(conn, run_id, f"metric_{k}", training_curve(n, i * keys + k))
-        await conn.execute("VACUUM ANALYZE")
-        ours_bytes = await conn.fetchval(
-            "SELECT pg_total_relation_size('metric_chunks')"
-            " + pg_total_relation_size('metric_series')"
-        )
-    finally:
-        await conn.close()
-    conn = await asyncpg.connect(theirs)
-    try:
-        await conn.execute(
-            "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage,"
-            " creation_time, last_update_time) VALUES (0, 'Default', 'x', 'active', 0, 0)"
-            " ON CONFLICT DO NOTHING"
-        )
-        for run_id in run_ids:
-            await conn.execute(
-                "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name,"
-                " user_id, status, start_time, source_version, lifecycle_stage, artifact_uri,"
-                " experiment_id) VALUES ($1, 'r', 'LOCAL', '', '', 'u', 'RUNNING', 0, '',"
-                " 'active', 'x', 0)",
-                run_id,
+        await migrate_dsn(ours)
+        await mlflow_db_upgrade(theirs)
+        run_ids = [uuid.uuid4().hex for _ in range(runs)]
+        conn = await asyncpg.connect(ours)
+        try:
+            for i, run_id in enumerate(run_ids):
+                await insert_run(conn, run_id)
+                for k in range(keys):
+                    await load_series(conn, run_id, f"metric_{k}", training_curve(n, i * keys + k))
+            await conn.execute("VACUUM ANALYZE")
+            ours_bytes = await conn.fetchval(
+                "SELECT pg_total_relation_size('metric_chunks')"
+                " + pg_total_relation_size('metric_series')"
             )
-        for i, run_id in enumerate(run_ids):
-            for k in range(keys):
-                values = training_curve(n, i * keys + k)
-                steps = np.arange(n)
-                stamps = 1_700_000_000_000 + steps * 10
-                await conn.copy_records_to_table(
-                    "metrics",
-                    records=zip(
-                        [f"metric_{k}"] * n, values.tolist(), stamps.tolist(), [run_id] * n,
-                        steps.tolist(), [False] * n, strict=True,
-                    ),
-                    columns=["key", "value", "timestamp", "run_uuid", "step", "is_nan"],
-                )  # fmt: skip
-                await conn.execute(
-                    "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)"
-                    " VALUES ($1, $2, $3, $4, false, $5)",
-                    f"metric_{k}", float(values[-1]), int(stamps[-1]), n - 1, run_id,
-                )  # fmt: skip
-        await conn.execute("VACUUM ANALYZE")
-        theirs_bytes = await conn.fetchval(
-            "SELECT pg_total_relation_size('metrics') + pg_total_relation_size('latest_metrics')"
-        )
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(theirs)
+        try:
+            await conn.execute(
+                "INSERT INTO experiments (experiment_id, name, artifact_location,"
+                " lifecycle_stage, creation_time, last_update_time)"
+                " VALUES (0, 'Default', 'x', 'active', 0, 0) ON CONFLICT DO NOTHING"
+            )
+            for run_id in run_ids:
+                await insert_mlflow_run(conn, run_id)
+            for i, run_id in enumerate(run_ids):
+                for k in range(keys):
+                    values = training_curve(n, i * keys + k)
+                    await load_mlflow_series(conn, run_id, f"metric_{k}", values)
+            await conn.execute("VACUUM ANALYZE")
+            theirs_bytes = await conn.fetchval(
+                "SELECT pg_total_relation_size('metrics')"
+                " + pg_total_relation_size('latest_metrics')"
+            )
+        finally:
+            await conn.close()
     finally:
-        await conn.close()
-    emit(part="bytes", points=total, series=runs * keys,
-         runstream_bytes=ours_bytes, runstream_bytes_per_point=round(ours_bytes / total, 2),
-         mlflow_bytes=theirs_bytes, mlflow_bytes_per_point=round(theirs_bytes / total, 2),
-         ratio=round(ours_bytes / theirs_bytes, 3))  # fmt: skip
+        if drop:
+            conn = await asyncpg.connect(ADMIN)
+            try:
+                for name in names:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+    return {
+        "points": total, "series": runs * keys,
+        "runstream_bytes": ours_bytes, "runstream_bytes_per_point": round(ours_bytes / total, 2),
+        "mlflow_bytes": theirs_bytes, "mlflow_bytes_per_point": round(theirs_bytes / total, 2),
+        "ratio": round(ours_bytes / theirs_bytes, 3),
+    }  # fmt: skip
 
 
 PARTS = ("history", "downsample", "bulk", "live", "bytes")
@@ -425,6 +494,10 @@ async def main(only: list[str]) -> None:
                     "live": bench_live,
                 }[part](b)
 
+
+# ``python -m bench`` imports this module for its workloads (they live in read_workloads,
+# which imports this module's helpers lazily, so either import order works).
+from bench.read_workloads import WORKLOADS as WORKLOADS  # noqa: E402
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

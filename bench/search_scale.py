@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import statistics
 import time
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -49,23 +52,32 @@ def database_url(name: str) -> tuple[str, str]:
     return admin, urlunsplit(urlsplit(admin)._replace(path="/" + name))
 
 
-async def populate(conn: asyncpg.Connection, sizes: dict[int, int], seed: int) -> None:
+@dataclass
+class SearchData:
+    """Rows of a search population, in runstream's column order (see ``populate``)."""
+
+    experiments: dict[int, str]
+    runs: list[tuple[Any, ...]] = field(default_factory=list)
+    params: list[tuple[Any, ...]] = field(default_factory=list)
+    metrics: list[tuple[Any, ...]] = field(default_factory=list)
+    tags: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def generate(sizes: dict[int, int], seed: int, first: int = 1) -> SearchData:
+    """``sizes[experiment_id]`` runs each: 10 params, 10 latest metrics, 3 tags (module doc).
+
+    Run ids are ``f"{n:032x}"`` counting from ``first``."""
     rnd = random.Random(seed)
-    runs, params, metrics, tags = [], [], [], []
-    n = 0
+    data = SearchData({e: f"bench-{e}" for e in sizes})
+    runs, params, metrics, tags = data.runs, data.params, data.metrics, data.tags
+    n = first - 1
     for experiment_id, count in sizes.items():
-        await conn.execute(
-            "INSERT INTO experiments (experiment_id, name, artifact_location, creation_time,"
-            " last_update_time) VALUES ($1, $2, '', 0, 0) ON CONFLICT DO NOTHING",
-            experiment_id,
-            f"bench-{experiment_id}",
-        )
         for _ in range(count):
             n += 1
             rid = f"{n:032x}"
             stage = "deleted" if rnd.random() < 0.05 else "active"
             status = "FAILED" if rnd.random() < 0.1 else "FINISHED"
-            start = 1_700_000_000_000 + n * 1000
+            start = 1_700_000_000_000 + (n - first + 1) * 1000
             runs.append((rid, experiment_id, f"run-{n}", "bench", status, start, start + 500,
                          stage, f"s3://bench/{rid}"))  # fmt: skip
             for k in range(10):
@@ -76,22 +88,79 @@ async def populate(conn: asyncpg.Connection, sizes: dict[int, int], seed: int) -
             tags.append((rid, experiment_id, "mlflow.runName", f"run-{n}"))
             tags.append((rid, experiment_id, "mlflow.user", "bench"))
             tags.append((rid, experiment_id, "team", f"t{rnd.randrange(5)}"))
+    return data
+
+
+async def populate(conn: asyncpg.Connection, sizes: dict[int, int], seed: int) -> None:
+    await load_runstream(conn, generate(sizes, seed))
+
+
+async def load_runstream(conn: asyncpg.Connection, data: SearchData) -> None:
+    """COPY a population into runstream's tables (migrated like production)."""
+    for experiment_id, name in data.experiments.items():
+        await conn.execute(
+            "INSERT INTO experiments (experiment_id, name, artifact_location, creation_time,"
+            " last_update_time) VALUES ($1, $2, '', 0, 0) ON CONFLICT DO NOTHING",
+            experiment_id,
+            name,
+        )
     await conn.copy_records_to_table(
         "runs",
-        records=runs,
+        records=data.runs,
         columns=["run_id", "experiment_id", "name", "user_id", "status", "start_time",
                  "end_time", "lifecycle_stage", "artifact_uri"],
     )  # fmt: skip
     # experiment_id as the projector writes it (migration 0006): the run's experiment.
     keyed = ["run_id", "experiment_id", "key", "value"]
-    await conn.copy_records_to_table("params", records=params, columns=keyed)
-    await conn.copy_records_to_table("run_tags", records=tags, columns=keyed)
+    await conn.copy_records_to_table("params", records=data.params, columns=keyed)
+    await conn.copy_records_to_table("run_tags", records=data.tags, columns=keyed)
     await conn.copy_records_to_table(
         "metric_series",
-        records=metrics,
+        records=data.metrics,
         columns=["run_id", "experiment_id", "key", "point_count", "latest_step",
                  "latest_timestamp", "latest_value"],
     )  # fmt: skip
+
+
+async def load_mlflow(conn: asyncpg.Connection, data: SearchData) -> dict[int, int]:
+    """COPY the same population into MLflow's tables (a database ``mlflow db upgrade`` or
+    ``mlflow server`` migrated): experiments, runs, params, tags, latest_metrics and one
+    ``metrics`` row per latest value, NaN stored as MLflow does (0 with ``is_nan``).
+    Returns MLflow's experiment id for each of ``data``'s (MLflow's ids are a serial)."""
+    ids: dict[int, int] = {}
+    for experiment_id, name in data.experiments.items():
+        ids[experiment_id] = int(
+            await conn.fetchval(
+                "INSERT INTO experiments (name, artifact_location, lifecycle_stage,"
+                " creation_time, last_update_time) VALUES ($1, 'x', 'active', 0, 0)"
+                " RETURNING experiment_id",
+                f"{name}-{uuid.uuid4().hex[:8]}",
+            )
+        )
+    await conn.copy_records_to_table(
+        "runs",
+        records=[(rid, name, "LOCAL", "", "", user, status, start, end, "", stage, uri,
+                  ids[e], start if stage == "deleted" else None)
+                 for rid, e, name, user, status, start, end, stage, uri in data.runs],
+        columns=["run_uuid", "name", "source_type", "source_name", "entry_point_name",
+                 "user_id", "status", "start_time", "end_time", "source_version",
+                 "lifecycle_stage", "artifact_uri", "experiment_id", "deleted_time"],
+    )  # fmt: skip
+    keyed = ["run_uuid", "key", "value"]
+    await conn.copy_records_to_table(
+        "params", records=[(r, k, v) for r, _, k, v in data.params], columns=keyed
+    )
+    await conn.copy_records_to_table(
+        "tags", records=[(r, k, v) for r, _, k, v in data.tags], columns=keyed
+    )
+    points = [
+        (r, k, 0.0 if math.isnan(v) else v, ts, step, math.isnan(v))
+        for r, _, k, _count, step, ts, v in data.metrics
+    ]
+    columns = ["run_uuid", "key", "value", "timestamp", "step", "is_nan"]
+    await conn.copy_records_to_table("latest_metrics", records=points, columns=columns)
+    await conn.copy_records_to_table("metrics", records=points, columns=columns)
+    return ids
 
 
 async def prepare(admin: str, url: str, sizes: dict[int, int], rebuild: bool) -> None:

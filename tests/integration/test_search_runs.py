@@ -124,6 +124,41 @@ FILTER_CASES = [
 ]
 
 
+DATASET_CASES = [
+    ("datasets.name = 'train'", ["rb", "ra"]),
+    ("datasets.name = 'train' AND datasets.digest = 'd2'", ["rb"]),
+    ("datasets.digest IN ('d1', 'e1')", ["rd", "ra"]),
+    ("datasets.name LIKE 'ev%'", ["rd"]),
+    ("datasets.name != 'train'", ["rd"]),
+    ("datasets.context = 'training'", ["ra"]),
+    ("datasets.context ILIKE 'EVAL%'", ["rd"]),
+    ("datasets.context = 'training' AND datasets.name = 'eval'", []),
+]
+
+
+async def test_dataset_filters(seeded: asyncpg.Connection) -> None:
+    """A run matches when one of its dataset inputs does; each condition on its own input."""
+    inputs = [
+        ("ra", "train", "d1"),
+        ("rb", "train", "d2"),
+        ("rd", "eval", "e1"),
+        ("rf", "train", "d1"),
+    ]
+    await seeded.executemany(
+        "INSERT INTO run_dataset_inputs (run_id, experiment_id, name, digest, logged_time)"
+        " VALUES ($1, $2, $3, $4, 0)",
+        [(rid, RUNS[rid][0], name, digest) for rid, name, digest in inputs],
+    )
+    await seeded.executemany(
+        "INSERT INTO run_dataset_input_tags (run_id, experiment_id, name, digest, key, value)"
+        " VALUES ($1, $2, $3, $4, 'mlflow.data.context', $5)",
+        [("ra", 1, "train", "d1", "training"), ("rd", 1, "eval", "e1", "evaluation"),
+         ("rf", 2, "train", "d1", "training")],
+    )  # fmt: skip
+    got = {f: await ids(seeded, f) for f, _ in DATASET_CASES}
+    assert got == dict(DATASET_CASES)
+
+
 async def test_filters(seeded: asyncpg.Connection) -> None:
     # One database for all cases: creating one per case would dominate the run time.
     got = {f: await ids(seeded, f) for f, _ in FILTER_CASES}

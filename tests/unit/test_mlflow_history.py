@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
+from runstream.api import mlflow_history
 from runstream.api.mlflow_history import (
     Points,
     history_order,
@@ -94,3 +96,44 @@ def test_metric_json_writes_non_finite_values_as_protobuf_does() -> None:
         {"key": "k", "value": "NaN", "timestamp": 5, "step": 0, "run_id": "r"},
         {"key": "k", "value": "Infinity", "timestamp": 6, "step": 1, "run_id": "r"},
     ]
+
+
+def _reference_order(points: Points) -> Points:
+    """MLflow's order by a plain sort of (timestamp, step, stored value) tuples."""
+    rows = sorted(
+        zip(points.timestamps, points.steps, points.values, strict=True),
+        key=lambda r: (r[0], r[1], 0.0 if np.isnan(r[2]) else r[2]),
+    )
+    return Points.from_lists([r[1] for r in rows], [r[0] for r in rows], [r[2] for r in rows])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_history_order_fast_path_equals_a_full_sort(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 500
+    # Mostly in time order with ties (the fast path), and a shuffled copy (the sort).
+    stamps = np.sort(rng.integers(0, 50, n))
+    steps = rng.integers(0, 5, n)
+    values = rng.choice([0.0, 1.0, -1.0, np.nan], n)
+    for order in (np.arange(n), rng.permutation(n)):
+        points = Points(steps[order], stamps[order], values[order])
+        got = history_order(points)
+        expected = mlflow_history._unique_sorted(
+            _reference_order(points), np.arange(len(points), dtype=np.int64)
+        )
+        assert got.timestamps.tolist() == expected.timestamps.tolist()
+        assert got.steps.tolist() == expected.steps.tolist()
+        assert np.array_equal(got.values, expected.values, equal_nan=True)
+
+
+def test_ordered_histories_are_valid_for_their_point_count_and_bounded() -> None:
+    cache = mlflow_history.OrderedHistories(max_points=5)
+    three = Points.from_lists([1, 2, 3], [1, 2, 3], [1.0, 2.0, 3.0])
+    cache.put("r", "a", 3, three)
+    assert cache.get("r", "a", 3) is three
+    assert cache.get("r", "a", 4) is None  # the series grew: recompute
+    cache.put("r", "b", 3, three)  # 6 points > 5: the least recently used goes
+    assert cache.get("r", "a", 3) is None
+    assert cache.get("r", "b", 3) is three
+    cache.put("r", "big", 6, Points.from_lists([0] * 6, [0] * 6, [0.0] * 6))
+    assert cache.get("r", "big", 6) is None  # larger than the whole budget: not kept
