@@ -128,6 +128,38 @@ def _parts(raw: Any) -> list[UploadedPart]:
     ]
 
 
+async def send_artifact(
+    request: web.Request, store: ArtifactStore, path: str
+) -> web.StreamResponse:
+    """A stored file, streamed as MLflow sends artifacts: always an attachment."""
+    stream = await store.get(path)
+    name = PurePosixPath(path).name
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": content_type(name),
+            "Content-Disposition": attachment(name),
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    response.content_length = stream.size
+    try:
+        await response.prepare(request)
+        async for chunk in stream:
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        logger.debug("client left during download of %s", path)
+    except Exception:
+        # Headers are sent: an error JSON now would corrupt the body. Cut the connection
+        # so the client sees a short read, never a short file taken as whole.
+        logger.exception("download of %s failed mid-stream", path)
+        if request.transport is not None:
+            request.transport.close()
+    finally:
+        await stream.aclose()
+    return response
+
+
 @dataclass(frozen=True, slots=True)
 class ArtifactHandlers:
     max_json_bytes: int
@@ -144,32 +176,7 @@ class ArtifactHandlers:
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         path = clean_path(request.match_info["path"])
-        stream = await self.store(request).get(path)
-        name = PurePosixPath(path).name
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": content_type(name),
-                "Content-Disposition": attachment(name),
-                "X-Content-Type-Options": "nosniff",
-            }
-        )
-        response.content_length = stream.size
-        try:
-            await response.prepare(request)
-            async for chunk in stream:
-                await response.write(chunk)
-            await response.write_eof()
-        except ConnectionError:
-            logger.debug("client left during download of %s", path)
-        except Exception:
-            # Headers are sent: an error JSON now would corrupt the body. Cut the connection
-            # so the client sees a short read, never a short file taken as whole.
-            logger.exception("download of %s failed mid-stream", path)
-            if request.transport is not None:
-                request.transport.close()
-        finally:
-            await stream.aclose()
-        return response
+        return await send_artifact(request, self.store(request), path)
 
     async def list(self, request: web.Request) -> web.StreamResponse:
         infos = await self.store(request).list(request.query.get("path", ""))

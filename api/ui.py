@@ -29,7 +29,7 @@ from aiohttp import web
 from runstream.api import logged_model_queries, queries
 from runstream.api import mlflow_requests as rq
 from runstream.api.artifact_store import ArtifactStore, clean_path
-from runstream.api.artifacts import ARTIFACT_STORE, attachment, content_type
+from runstream.api.artifacts import ARTIFACT_STORE, send_artifact
 from runstream.api.mlflow_artifacts import proxied_root
 from runstream.api.mlflow_history import history_order, metrics_json
 from runstream.api.mlflow_metrics import load_points
@@ -169,30 +169,6 @@ def store_path(root_uri: str, relative: str) -> str:
     return posixpath.join(root, relative) if relative else root
 
 
-async def send_artifact(request: web.Request, path: str) -> web.StreamResponse:
-    """A stored file as MLflow's ``_send_artifact`` sends it: always an attachment."""
-    stream = await artifact_store(request).get(path)
-    name = posixpath.basename(path)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": content_type(name),
-            "Content-Disposition": attachment(name),
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
-    response.content_length = stream.size
-    try:
-        await response.prepare(request)
-        async for chunk in stream:
-            await response.write(chunk)
-        await response.write_eof()
-    except ConnectionError:
-        logger.debug("client left during download of %s", path)
-    finally:
-        await stream.aclose()
-    return response
-
-
 def _relative_path(raw: str | None, name: str) -> str:
     if not raw:
         raise BadRequest(f'Request must include the "{name}" query parameter.')
@@ -208,7 +184,9 @@ async def get_artifact(request: web.Request) -> web.StreamResponse:
     row = await queries.run(request.app[PG_POOL], run_id)
     if row is None:
         raise run_not_found(run_id)
-    return await send_artifact(request, store_path(row["artifact_uri"], relative))
+    return await send_artifact(
+        request, artifact_store(request), store_path(row["artifact_uri"], relative)
+    )
 
 
 async def get_logged_model_artifact(request: web.Request) -> web.StreamResponse:
@@ -218,7 +196,9 @@ async def get_logged_model_artifact(request: web.Request) -> web.StreamResponse:
     row = await logged_model_queries.model(request.app[PG_POOL], model_id)
     if row is None:
         raise ResourceDoesNotExist(f"Logged model with ID '{model_id}' not found.")
-    return await send_artifact(request, store_path(row["artifact_location"], relative))
+    return await send_artifact(
+        request, artifact_store(request), store_path(row["artifact_location"], relative)
+    )
 
 
 # -- metric history -------------------------------------------------------------------------------
