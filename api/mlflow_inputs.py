@@ -15,7 +15,7 @@ from aiohttp import web
 from runstream.api import logged_model_queries as lmq
 from runstream.api import model_requests as mr
 from runstream.api.mlflow_http import catch_up, request_fields, write
-from runstream.api.reads import run_not_found
+from runstream.api.reads import require_active_run
 from runstream.resources import PG_POOL
 from runstream.schemas import constants as c
 from runstream.schemas import inputs as inp
@@ -87,14 +87,7 @@ async def log_model(request: web.Request) -> web.Response:
     await catch_up(request, [req.run_id])
     # The run's tag as this client last wrote it (read-your-writes); two clients logging
     # models to one run at the same instant may lose one entry, as with MLflow's SQL store.
-    row = await lmq.run_state(request.app[PG_POOL], req.run_id)
-    if row is None:
-        raise run_not_found(req.run_id)
-    if row["lifecycle_stage"] != "active":
-        raise InvalidParameterValue(
-            f"The run {req.run_id} must be in the 'active' state. "
-            f"Current state is {row['lifecycle_stage']}."
-        )
+    row = require_active_run(req.run_id, await lmq.run_state(request.app[PG_POOL], req.run_id))
     value = appended_history(row["history"], req.model)
     await write(request, [rn.RunTagsSet(req.run_id, ((LOG_MODEL_HISTORY_TAG, value),))])
     return json_response({})

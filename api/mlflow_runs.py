@@ -18,11 +18,11 @@ from runstream.api import mlflow_requests as rq
 from runstream.api import queries, search, views
 from runstream.api.mlflow_http import catch_up, request_fields, write
 from runstream.api.mlflow_names import random_run_name
-from runstream.api.reads import run_not_found
+from runstream.api.reads import require_active_run, run_not_found
 from runstream.resources import PG_POOL
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
-from runstream.schemas.errors import InvalidParameterValue, ResourceDoesNotExist, RunstreamError
+from runstream.schemas.errors import ResourceDoesNotExist, RunstreamError
 from runstream.web import json_response
 
 
@@ -107,14 +107,7 @@ async def set_tag(request: web.Request) -> web.Response:
 async def delete_tag(request: web.Request) -> web.Response:
     req = rq.parse_delete_tag(await request_fields(request))
     await catch_up(request, [req.run_id])
-    row = await queries.run(request.app[PG_POOL], req.run_id)
-    if row is None:
-        raise run_not_found(req.run_id)
-    if row["lifecycle_stage"] != "active":
-        raise InvalidParameterValue(
-            f"The run {req.run_id} must be in the 'active' state. "
-            f"Current state is {row['lifecycle_stage']}."
-        )
+    row = require_active_run(req.run_id, await queries.run(request.app[PG_POOL], req.run_id))
     if not any(key == req.key for key, _ in row["tags"]):
         raise ResourceDoesNotExist(f"No tag with name: {req.key} in run with id {req.run_id}")
     await write(request, [rn.RunTagDeleted(req.run_id, req.key)])

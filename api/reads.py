@@ -8,6 +8,8 @@ Handlers stay thin: parse, wait, query (``queries``), shape (``views``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from runstream.api import queries, views
@@ -50,6 +52,18 @@ async def await_token(request: web.Request) -> None:
 
 def run_not_found(run_id: str) -> ResourceDoesNotExist:
     return ResourceDoesNotExist(f"Run with id={run_id} not found")
+
+
+def require_active_run(run_id: str, row: Any) -> Any:
+    """The run's row, refused as MLflow refuses a missing or deleted run."""
+    if row is None:
+        raise run_not_found(run_id)
+    if row["lifecycle_stage"] != "active":
+        raise InvalidParameterValue(
+            f"The run {run_id} must be in the 'active' state. "
+            f"Current state is {row['lifecycle_stage']}."
+        )
+    return row
 
 
 def experiment_not_found(experiment_id: int | str) -> ResourceDoesNotExist:
