@@ -2,7 +2,7 @@
 
 The servers come from RUNSTREAM_TEST_DATABASE_URL / RUNSTREAM_TEST_REDIS_URL, else the local
 defaults (127.0.0.1:5432 as postgres, 127.0.0.1:6379) when they answer, else the embedded
-ones started for the session. A template database is migrated once per session; each test gets
+ones started for the session (RUNSTREAM_TEST_EMBEDDED=1 forces those). A template database is migrated once per session; each test gets
 its own database made from it and its own Redis key prefix.
 """
 
@@ -49,11 +49,13 @@ def with_database(dsn: str, name: str) -> str:
 @pytest.fixture(scope="session")
 def embedded_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Embedded PostgreSQL/Valkey, started only for the stores that have no server answering."""
+    # RUNSTREAM_TEST_EMBEDDED=1 ignores local servers: the path of a machine that has none.
+    local = os.environ.get("RUNSTREAM_TEST_EMBEDDED") != "1"
     wanted_pg = os.environ.get("RUNSTREAM_TEST_DATABASE_URL") or (
-        DEFAULT_PG if _answers(DEFAULT_PG, 5432) else None
+        DEFAULT_PG if local and _answers(DEFAULT_PG, 5432) else None
     )
     wanted_redis = os.environ.get("RUNSTREAM_TEST_REDIS_URL") or (
-        DEFAULT_REDIS if _answers(DEFAULT_REDIS, 6379) else None
+        DEFAULT_REDIS if local and _answers(DEFAULT_REDIS, 6379) else None
     )
     urls = {"database_url": wanted_pg or "", "redis_url": wanted_redis or ""}
     if wanted_pg and wanted_redis:
