@@ -2,8 +2,9 @@
 
 The servers come from RUNSTREAM_TEST_DATABASE_URL / RUNSTREAM_TEST_REDIS_URL, else the local
 defaults (127.0.0.1:5432 as postgres, 127.0.0.1:6379) when they answer, else the embedded
-ones started for the session (RUNSTREAM_TEST_EMBEDDED=1 forces those). A template database is migrated once per session; each test gets
-its own database made from it and its own Redis key prefix.
+ones started for the session (RUNSTREAM_TEST_EMBEDDED=1 forces those). A template database
+is migrated once per session; each test gets its own database made from it and its own Redis
+key prefix.
 """
 
 from __future__ import annotations
