@@ -37,25 +37,26 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from runstream.api.downsample import Points
 from runstream.api.history import json_values
 from runstream.api.queries import Executor
 from runstream.api.reads import run_not_found
-from runstream.resources import PG_POOL, REDIS, SETTINGS
+from runstream.resources import PG_POOL, REDIS, SETTINGS, listen_forever
 from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue
 from runstream.schemas.validation import invalid_value, missing_value
 
 logger = logging.getLogger(__name__)
 
+FAN_OUT_RETRY_SECONDS = 0.5
+"""Pause before a failed fan-out (database error) is tried again."""
+
 HEARTBEAT_SECONDS = 15.0
 CLIENT_QUEUE_ITEMS = 1_000
 """Items (point batches, run changes) queued per client before it is dropped."""
 MAX_LIVE_RUNS = 100
 MAX_LIVE_KEYS = 1_000
-RESUBSCRIBE_DELAY_SECONDS = 0.5
 
 SeriesKey = tuple[str, str]
 """(run_id, key)"""
@@ -321,7 +322,7 @@ class LiveHub:
                 logger.warning("live fan-out failed: %s", exc, extra={"action": "live_error"})
                 self._pending_series |= series
                 self._pending_runs |= runs
-                await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
+                await asyncio.sleep(FAN_OUT_RETRY_SECONDS)
                 self._wake.set()
 
     async def _fan_out(self, series: set[SeriesKey], runs: set[str], sweep: set[str]) -> None:
@@ -358,37 +359,29 @@ class LiveHub:
         self.unsubscribe(client)
 
     async def _listen(self) -> None:
-        channel = c.changes_channel(self.prefix)
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(channel)
-                self._subscribed.set()
-                # Messages may have been missed while (re)subscribing: look at everything.
-                self._sweep |= set(self.by_run)
-                if self._sweep:
-                    self._wake.set()
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    try:
-                        decoded = msgpack.unpackb(message["data"], raw=False)
-                    except (ValueError, msgpack.UnpackException):
-                        logger.debug("ignoring change message %r", message["data"])
-                        continue
-                    if isinstance(decoded, dict):
-                        self.note(decoded)
-                await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                logger.warning(
-                    "live subscription lost: %s", exc, extra={"action": "live_resubscribe"}
-                )
-                await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await listen_forever(
+            self.redis,
+            c.changes_channel(self.prefix),
+            self._on_message,
+            self._on_subscribed,
+            "live",
+        )
+
+    def _on_subscribed(self) -> None:
+        self._subscribed.set()
+        # Messages may have been missed while (re)subscribing: look at everything.
+        self._sweep |= set(self.by_run)
+        if self._sweep:
+            self._wake.set()
+
+    def _on_message(self, data: bytes) -> None:
+        try:
+            decoded = msgpack.unpackb(data, raw=False)
+        except (ValueError, msgpack.UnpackException):
+            logger.debug("ignoring change message %r", data)
+            return
+        if isinstance(decoded, dict):
+            self.note(decoded)
 
 
 LIVE = web.AppKey("live_hub", LiveHub)

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from runstream.resources import REDIS, use_stores
+from runstream.resources import REDIS, listen_forever, use_stores
 from runstream.schemas import constants as c
 from runstream.schemas.errors import TemporarilyUnavailable
 from runstream.schemas.sharding import WriteToken, parse_entry_id
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 Position = tuple[int, int]
 
 POLL_INTERVAL_SECONDS = 0.05
-RESUBSCRIBE_DELAY_SECONDS = 0.5
 
 
 def parse_message(data: bytes | str) -> tuple[int, Position] | None:
@@ -151,32 +150,21 @@ class WatermarkWaiter:
             await self.wait(WriteToken(positions), timeout)
 
     async def _listen(self) -> None:
-        channel = c.watermark_channel(self.prefix)
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(channel)
-                self._subscribed.set()
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    parsed = parse_message(message["data"])
-                    if parsed is None:
-                        logger.debug("ignoring watermark message %r", message["data"])
-                        continue
-                    self.note(*parsed)
-                await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                # Polling covers waiters meanwhile; resubscribe after a pause.
-                logger.warning(
-                    "watermark subscription lost: %s", exc, extra={"action": "watermark_resub"}
-                )
-                await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        # While unsubscribed, waiters are covered by polling the watermark keys.
+        await listen_forever(
+            self.redis,
+            c.watermark_channel(self.prefix),
+            self._on_message,
+            self._subscribed.set,
+            "watermark",
+        )
+
+    def _on_message(self, data: bytes) -> None:
+        parsed = parse_message(data)
+        if parsed is None:
+            logger.debug("ignoring watermark message %r", data)
+            return
+        self.note(*parsed)
 
 
 WATERMARKS = web.AppKey("watermarks", WatermarkWaiter)

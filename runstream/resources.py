@@ -7,13 +7,19 @@ at start-up and closed at clean-up (one ``cleanup_ctx`` per resource).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from runstream.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
@@ -67,3 +73,40 @@ def use_stores(app: web.Application, settings: Settings) -> None:
 
     app.cleanup_ctx.append(pg_pool_ctx)
     app.cleanup_ctx.append(redis_ctx)
+
+
+RESUBSCRIBE_DELAY_SECONDS = 0.5
+
+
+async def listen_forever(
+    redis: aioredis.Redis,
+    channel: str,
+    on_message: Callable[[bytes], None],
+    on_subscribed: Callable[[], None],
+    what: str,
+) -> None:
+    """Hand every message of ``channel`` to ``on_message`` until cancelled, resubscribing
+    after a pause whenever the connection is lost.
+
+    ``on_subscribed`` runs after each (re)subscription: messages published meanwhile are lost,
+    so the listener must look again at what it tracks.
+    """
+    while True:
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(channel)
+            on_subscribed()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    on_message(message["data"])
+            await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
+        except asyncio.CancelledError:
+            raise
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "%s subscription lost: %s", what, exc, extra={"action": f"{what}_resubscribe"}
+            )
+            await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
