@@ -15,7 +15,6 @@ import binascii
 import functools
 import json
 import math
-import posixpath
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from runstream.api.reads import parse_experiment_id
 from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue, MalformedRequest
 from runstream.schemas.validation import (
+    check_key_name,
     exceeds_maximum_length,
     invalid_value,
     missing_value,
@@ -51,12 +51,7 @@ RUN_NAME_TAG = "mlflow.runName"
 VIEW_TYPES = {"ACTIVE_ONLY": 1, "DELETED_ONLY": 2, "ALL": 3}
 RUN_STATUSES = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}
 
-_NAME_CHARS = re.compile(r"^[/\w.\- :]*$")
 _RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
-_BAD_CHARACTERS = (
-    "Names may only contain alphanumerics, underscores (_), dashes (-), periods (.),"
-    " spaces ( ), colon(:) and slashes (/)."
-)
 _MISSING_KEY_NAME = "A key name must be provided."
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -215,22 +210,6 @@ def path_in(path: str, name: str) -> str:
     return f"{path}{name}" if name.startswith("[") else f"{path}.{name}"
 
 
-def check_name(name: str, path: str) -> None:
-    """A metric, param or tag name: MLflow's characters, and no path tricks."""
-    if not _NAME_CHARS.match(name):
-        raise InvalidParameterValue(invalid_value(path, name, _BAD_CHARACTERS))
-    norm = posixpath.normpath(name)
-    if norm != name or norm == "." or norm.startswith("..") or norm.startswith("/"):
-        raise InvalidParameterValue(
-            invalid_value(
-                path,
-                name,
-                "Names may be treated as files in certain cases, and must not resolve to other"
-                f" names when treated as such. This name would resolve to {norm!r}",
-            )
-        )
-
-
 def check_length(entity: str, limit: int, value: str) -> None:
     if len(value) > limit:
         raise InvalidParameterValue(exceeds_maximum_length(entity, limit))
@@ -255,7 +234,7 @@ _INT64 = range(-(2**63), 2**63)
 @functools.lru_cache(maxsize=65_536)
 def _is_valid_metric_name(key: str) -> bool:
     try:
-        check_name(key, "name")
+        check_key_name(key, "name")
         check_length("Metric name", c.MAX_ENTITY_KEY_LENGTH, key)
     except InvalidParameterValue:
         return False
@@ -284,7 +263,7 @@ def check_metric(key: Any, value: Any, timestamp: Any, step: Any, path: str = ""
         )
     if not isinstance(key, str):
         raise InvalidParameterValue(invalid_value(name_path, key, "must be a string"))
-    check_name(key, name_path)
+    check_key_name(key, name_path)
     if value is None:
         raise InvalidParameterValue(missing_value(path_in(path, "value")))
     number = _as_float(value)
@@ -327,7 +306,7 @@ def check_param(key: Any, value: Any, path: str = "") -> tuple[str, str]:
         raise InvalidParameterValue(invalid_value(key_path, "", _MISSING_KEY_NAME))
     if not isinstance(key, str):
         raise type_error(key_path, key)
-    check_name(key, key_path)
+    check_key_name(key, key_path)
     if value is None:
         value = ""
     if not isinstance(value, str):
@@ -343,7 +322,7 @@ def check_tag(key: Any, value: Any, path: str = "") -> tuple[str, str]:
         raise InvalidParameterValue(missing_value(key_path))
     if not isinstance(key, str):
         raise type_error(key_path, key)
-    check_name(key, key_path)
+    check_key_name(key, key_path)
     if value is None:
         value = ""
     if not isinstance(value, str):
@@ -358,7 +337,7 @@ def check_experiment_tag(key: Any, value: Any) -> tuple[str, str]:
         raise InvalidParameterValue(missing_value("key"))
     if not isinstance(key, str):
         raise type_error("key", key)
-    check_name(key, "key")
+    check_key_name(key, "key")
     if value is None:
         value = ""
     if not isinstance(value, str):

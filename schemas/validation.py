@@ -35,12 +35,10 @@ def exceeds_maximum_length(path: str, limit: int) -> str:
     return f"'{path}' exceeds the maximum length of {limit} characters"
 
 
-def validate_key(name: Any, path: str = "key") -> str:
-    """A metric, param or tag key: MLflow's charset, no path tricks, at most 250 characters."""
-    if name is None:
-        raise InvalidParameterValue(missing_value(path))
-    if not isinstance(name, str):
-        raise InvalidParameterValue(invalid_value(path, name, "must be a string"))
+def check_key_name(name: str, path: str) -> None:
+    """MLflow's rule for a metric, param or tag name: its characters, and no path tricks
+    (the name may become a file name). Length is checked by the caller, whose message names
+    the kind of entity."""
     if not _KEY_CHARS.match(name):
         raise InvalidParameterValue(
             invalid_value(
@@ -60,6 +58,15 @@ def validate_key(name: Any, path: str = "key") -> str:
                 f" names when treated as such. This name would resolve to {norm!r}",
             )
         )
+
+
+def validate_key(name: Any, path: str = "key") -> str:
+    """A metric, param or tag key: MLflow's charset, no path tricks, at most 250 characters."""
+    if name is None:
+        raise InvalidParameterValue(missing_value(path))
+    if not isinstance(name, str):
+        raise InvalidParameterValue(invalid_value(path, name, "must be a string"))
+    check_key_name(name, path)
     if len(name) > c.MAX_ENTITY_KEY_LENGTH:
         raise InvalidParameterValue(exceeds_maximum_length(path, c.MAX_ENTITY_KEY_LENGTH))
     return name
