@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from runstream.api import mlflow_requests as rq
@@ -114,11 +116,11 @@ async def delete_tag(request: web.Request) -> web.Response:
     return json_response({})
 
 
-async def search_runs(request: web.Request) -> web.Response:
-    req = rq.parse_search_runs(
-        await request_fields(request, repeated=("experiment_ids", "order_by"))
-    )
-    async with request.app[PG_POOL].acquire() as conn:
+async def search_run_rows(
+    pool: asyncpg.Pool, req: rq.SearchRuns
+) -> tuple[list[str], dict[str, Any], str | None]:
+    """The matching run ids in order, their rows by id, and the next page token."""
+    async with pool.acquire() as conn:
         run_ids, token = await search.search_runs(
             conn,
             experiment_ids=req.experiment_ids,
@@ -129,6 +131,14 @@ async def search_runs(request: web.Request) -> web.Response:
             page_token=req.page_token,
         )
         rows = {row["run_id"]: row for row in await queries.runs_by_ids(conn, run_ids)}
+    return run_ids, rows, token
+
+
+async def search_runs(request: web.Request) -> web.Response:
+    req = rq.parse_search_runs(
+        await request_fields(request, repeated=("experiment_ids", "order_by"))
+    )
+    run_ids, rows, token = await search_run_rows(request.app[PG_POOL], req)
     missing = [run_id for run_id in run_ids if run_id not in rows]
     if missing:
         # Runs are never removed from the read tables; a gap is a bug worth a loud error.

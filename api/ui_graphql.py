@@ -23,9 +23,10 @@ import graphql
 from aiohttp import web
 
 from runstream.api import mlflow_requests as rq
-from runstream.api import queries, search, views
+from runstream.api import queries, views
 from runstream.api.mlflow_history import metrics_json, sample
 from runstream.api.mlflow_metrics import load_points
+from runstream.api.mlflow_runs import search_run_rows
 from runstream.api.reads import experiment_not_found, run_not_found
 from runstream.resources import PG_POOL, SETTINGS
 from runstream.schemas.errors import InvalidParameterValue, RunstreamError
@@ -240,17 +241,7 @@ async def search_runs(
     info: graphql.GraphQLResolveInfo, input: Mapping[str, Any] | None = None
 ) -> views.JsonDict:
     req = rq.parse_search_runs(input_fields(input))
-    async with _pool(info).acquire() as conn:
-        run_ids, token = await search.search_runs(
-            conn,
-            experiment_ids=req.experiment_ids,
-            filter_string=req.filter_string,
-            run_view_type=req.run_view_type,
-            max_results=req.max_results,
-            order_by=req.order_by,
-            page_token=req.page_token,
-        )
-        rows = {row["run_id"]: row for row in await queries.runs_by_ids(conn, run_ids)}
+    run_ids, rows, token = await search_run_rows(_pool(info), req)
     runs = [views.run_row_to_json(rows[run_id]) for run_id in run_ids if run_id in rows]
     return {"runs": await _with_experiments(info, runs), "next_page_token": token or None}
 
