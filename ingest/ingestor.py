@@ -36,9 +36,7 @@ from runstream.schemas import experiments as ex
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
 from runstream.schemas.errors import (
-    InvalidParameterValue,
     ResourceAlreadyExists,
-    ResourceDoesNotExist,
     RunstreamError,
     TemporarilyUnavailable,
 )
@@ -229,18 +227,10 @@ class Ingestor:
         )
         if not wanted:
             return list(events)
-        infos = await self.model.experiments(wanted)
+        infos = await self.model.active_experiments(wanted)
         locations = dict(created_here)
         for experiment_id in wanted:
-            info = infos.get(experiment_id)
-            if info is None:
-                raise ResourceDoesNotExist(f"No Experiment with id={experiment_id} exists")
-            if info.lifecycle != "active":
-                raise InvalidParameterValue(
-                    f"The experiment {experiment_id} must be in the 'active' state. "
-                    f"Current state is {info.lifecycle}."
-                )
-            locations[experiment_id] = info.artifact_location
+            locations[experiment_id] = infos[experiment_id].artifact_location
         return [
             dataclasses.replace(
                 e, artifact_uri=run_artifact_uri(locations[e.experiment_id], e.run_id)

@@ -25,7 +25,7 @@ from runstream.ingest.model import WriteModel
 from runstream.schemas import constants as c
 from runstream.schemas import models as mo
 from runstream.schemas.codec import Event
-from runstream.schemas.errors import InvalidParameterValue, ResourceDoesNotExist
+from runstream.schemas.errors import ResourceDoesNotExist
 from runstream.schemas.sharding import shard_of_model
 
 MODELS_FOLDER = "models"
@@ -88,16 +88,7 @@ class LoggedModelChecks:
         if not created:
             return list(events)
         wanted = sorted({e.experiment_id for e in created})
-        infos = await self.write_model.experiments(wanted)
-        for experiment_id in wanted:
-            info = infos.get(experiment_id)
-            if info is None:
-                raise ResourceDoesNotExist(f"No Experiment with id={experiment_id} exists")
-            if info.lifecycle != "active":
-                raise InvalidParameterValue(
-                    f"The experiment {experiment_id} must be in the 'active' state. "
-                    f"Current state is {info.lifecycle}."
-                )
+        infos = await self.write_model.active_experiments(wanted)
         out: list[Event] = []
         for event in events:
             if isinstance(event, mo.LoggedModelCreated):

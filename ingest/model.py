@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from runstream.ingest.commands import Absent, Missing
 from runstream.schemas import constants as c
+from runstream.schemas.errors import InvalidParameterValue, ResourceDoesNotExist
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,20 @@ class WriteModel:
 
     def _exp_key(self, info: ExperimentInfo) -> str:
         return c.experiment_state_key(self.prefix, info.experiment_id)
+
+    async def active_experiments(self, ids: Sequence[str]) -> dict[str, ExperimentInfo]:
+        """``experiments``, refused with MLflow's errors when one is unknown or not active."""
+        infos = await self.experiments(ids)
+        for experiment_id in ids:
+            info = infos.get(experiment_id)
+            if info is None:
+                raise ResourceDoesNotExist(f"No Experiment with id={experiment_id} exists")
+            if info.lifecycle != "active":
+                raise InvalidParameterValue(
+                    f"The experiment {experiment_id} must be in the 'active' state. "
+                    f"Current state is {info.lifecycle}."
+                )
+        return infos
 
     async def experiments(self, ids: Sequence[str]) -> dict[str, ExperimentInfo]:
         """Facts about experiments (from Redis, else PostgreSQL); unknown ids are left out."""
