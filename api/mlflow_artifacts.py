@@ -43,7 +43,12 @@ async def list_artifacts(request: web.Request) -> web.Response:
     row = await queries.run(request.app[PG_POOL], req.run_id)
     if row is None:
         raise run_not_found(req.run_id)
-    root_uri: str = row["artifact_uri"]
+    return json_response(await listing(request, row["artifact_uri"], relative))
+
+
+async def listing(request: web.Request, root_uri: str, relative: str) -> dict[str, object]:
+    """MLflow's ``{"root_uri", "files"}`` for ``relative`` below an artifact root, read
+    through the proxy's store; roots the proxy does not serve are refused."""
     root = proxied_root(root_uri)
     if root is None or ARTIFACT_STORE not in request.app:
         raise FeatureNotImplemented(
@@ -51,9 +56,8 @@ async def list_artifacts(request: web.Request) -> web.Response:
             "lists them from their store directly."
         )
     target = posixpath.join(root, relative) if relative else root
-    infos = await request.app[ARTIFACT_STORE].list(target)
     files = []
-    for info in infos:
+    for info in await request.app[ARTIFACT_STORE].list(target):
         name = posixpath.basename(info.path)
         entry: dict[str, object] = {
             "path": posixpath.join(relative, name) if relative else name,
@@ -65,4 +69,4 @@ async def list_artifacts(request: web.Request) -> web.Response:
     out: dict[str, object] = {"root_uri": root_uri}
     if files:
         out["files"] = files
-    return json_response(out)
+    return out

@@ -8,7 +8,6 @@ tables (``logged_model_queries``) shaped by ``logged_model_views``.
 
 from __future__ import annotations
 
-import posixpath
 import time
 
 from aiohttp import web
@@ -17,16 +16,15 @@ from runstream.api import logged_model_queries as lmq
 from runstream.api import logged_model_search as lms
 from runstream.api import model_requests as mr
 from runstream.api.artifact_store import clean_path
-from runstream.api.artifacts import ARTIFACT_STORE
 from runstream.api.logged_model_views import logged_model_to_json
-from runstream.api.mlflow_artifacts import proxied_root
+from runstream.api.mlflow_artifacts import listing
 from runstream.api.mlflow_http import request_fields, write
 from runstream.api.mlflow_names import random_run_name
 from runstream.api.views import JsonDict
 from runstream.ingest.logged_models import model_not_found, new_model_id
 from runstream.resources import PG_POOL
 from runstream.schemas import models as mo
-from runstream.schemas.errors import FeatureNotImplemented, ResourceDoesNotExist
+from runstream.schemas.errors import ResourceDoesNotExist
 from runstream.web import json_response
 
 
@@ -140,25 +138,4 @@ async def list_logged_model_artifacts(request: web.Request) -> web.Response:
     row = await lmq.model(request.app[PG_POOL], model_id)
     if row is None or row["lifecycle_stage"] == "deleted":
         raise model_not_found(model_id)
-    root_uri: str = row["artifact_location"]
-    root = proxied_root(root_uri)
-    if root is None or ARTIFACT_STORE not in request.app:
-        raise FeatureNotImplemented(
-            f"Listing artifacts of {root_uri!r} is not served by this server; the client "
-            "lists them from their store directly."
-        )
-    target = posixpath.join(root, relative) if relative else root
-    files = []
-    for info in await request.app[ARTIFACT_STORE].list(target):
-        name = posixpath.basename(info.path)
-        entry: JsonDict = {
-            "path": posixpath.join(relative, name) if relative else name,
-            "is_dir": info.is_dir,
-        }
-        if info.file_size is not None:
-            entry["file_size"] = info.file_size
-        files.append(entry)
-    out: JsonDict = {"root_uri": root_uri}
-    if files:
-        out["files"] = files
-    return json_response(out)
+    return json_response(await listing(request, row["artifact_location"], relative))
