@@ -28,8 +28,7 @@ from runstream.api import downsample as ds
 from runstream.api.history import (
     MSGPACK_CONTENT_TYPE,
     History,
-    history_to_json,
-    history_to_msgpack,
+    history_response,
     json_values,
     wants_msgpack,
 )
@@ -254,15 +253,7 @@ async def get_history_window(request: web.Request, key: str) -> web.Response:
     await await_token(request)
     run_id = request.match_info["run_id"]
     (points,) = await read_series(request.app[PG_POOL], [(run_id, key)], window)
-    history = points_to_history(key, points)
-    headers = {"Vary": "Accept"}
-    if wants_msgpack(request.headers.get("Accept", "")):
-        return web.Response(
-            body=history_to_msgpack(history), content_type=MSGPACK_CONTENT_TYPE, headers=headers
-        )
-    return web.Response(
-        body=history_to_json(history), content_type="application/json", headers=headers
-    )
+    return history_response(request, points_to_history(key, points))
 
 
 def wants_window(query: Mapping[str, str]) -> bool:

@@ -163,6 +163,11 @@ async def get_history(request: web.Request) -> web.Response:
         return await bulk.get_history_window(request, key)
     await await_token(request)
     history = await load_history(request.app[PG_POOL], request.match_info["run_id"], key)
+    return history_response(request, history)
+
+
+def history_response(request: web.Request, history: History) -> web.Response:
+    """``history`` as msgpack when the client accepts it, else JSON."""
     headers = {"Vary": "Accept"}
     if wants_msgpack(request.headers.get("Accept", "")):
         return web.Response(
