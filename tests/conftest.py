@@ -166,6 +166,27 @@ async def stream_prefix(redis_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the test Redis (keys are the test's own through ``stream_prefix``)."""
+    client = aioredis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on the test's own database."""
+    p = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    assert p is not None
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture
 def settings(database_url: str, redis_url: str, stream_prefix: str, tmp_path: Path) -> Settings:
     """Settings for one isolated test: own database, own prefix, small timeouts."""
     return Settings(

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -29,13 +28,6 @@ RUNS = 60
 KEYS = 4
 ENTRIES_PER_RUN = 40
 SPECIALS = np.array([np.nan, np.inf, -np.inf, -0.0, 5e-324], dtype="<f8")
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(settings.redis_url or "")
-    yield client
-    await client.aclose()
 
 
 def projector_process(settings: Settings) -> subprocess.Popen[bytes]:

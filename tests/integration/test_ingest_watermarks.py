@@ -15,15 +15,6 @@ from runstream.schemas.sharding import WriteToken
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def waiter(redis: aioredis.Redis, stream_prefix: str) -> AsyncIterator[WatermarkWaiter]:
     # A long poll interval, so that only the published message can wake the waiter in time.
     waiter = WatermarkWaiter(redis, stream_prefix, poll_interval=30.0)

@@ -4,7 +4,6 @@ the projector into PostgreSQL: write-side checks, projection, exactly-once and r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -24,21 +23,6 @@ from runstream.settings import Settings
 RUN_A = "a" * 32
 RUN_B = "b" * 32
 MODEL_1 = "m-" + "1" * 32
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-    assert p is not None
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(settings.redis_url or "")
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 
 from runstream.projector import project_until_idle, replay
@@ -28,21 +27,6 @@ RUN_A = "a" * 32
 RUN_B = "b" * 32
 NAN_PAYLOAD = struct.unpack("<d", b"\x01\x00\x00\x00\x00\x00\xf8\x7f")[0]
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
-
-
-@pytest.fixture
-async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-    assert p is not None
-    yield p
-    await p.close()
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(settings.redis_url or "")
-    yield client
-    await client.aclose()
 
 
 async def xadd(

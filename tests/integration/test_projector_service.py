@@ -4,10 +4,8 @@ task, a clean stop, and recovery when PostgreSQL drops its connections."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -19,13 +17,6 @@ from runstream.schemas.sharding import format_entry_id, parse_entry_id
 from runstream.settings import Settings
 
 RUN = "d" * 32
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(settings.redis_url or "")
-    yield client
-    await client.aclose()
 
 
 async def add_points(
