@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from runstream.api.artifacts import setup_artifact_routes
-from runstream.api.mlflow_routes import setup_mlflow_routes
-from runstream.api.routes import add_routes
-from runstream.api.ui import setup_ui
+from runstream.api.artifacts.proxy import setup_artifact_routes
+from runstream.api.mlflow.routes import setup_mlflow_routes
+from runstream.api.native.routes import add_routes
+from runstream.api.ui.routes import setup_ui
 from runstream.ingest.watermarks import use_watermarks
 from runstream.resources import use_stores
 from runstream.settings import Settings

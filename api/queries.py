@@ -13,7 +13,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from runstream.api.logged_model_queries import RUN_IO_COLUMNS
+from runstream.api.mlflow.logged_model_queries import RUN_IO_COLUMNS
 
 Executor: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 Row: TypeAlias = asyncpg.Record

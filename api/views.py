@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from runstream.api.run_io_views import run_io_to_json
+from runstream.api.mlflow.run_io_views import run_io_to_json
 
 JsonDict = dict[str, Any]
 

@@ -38,7 +38,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from runstream import api, ingest, projector
-from runstream.api import bulk
+from runstream.api.native import bulk
 from runstream.projector.chunks import CHUNK_COLUMNS, SeriesState, layout
 from runstream.projector.migrations import migrate_dsn
 from runstream.projector.plan import MetricAppends

@@ -395,7 +395,7 @@ def read_downsample(ctx: Context) -> list[Result]:
 async def _read_downsample(
     ctx: Context, rs_server: Server, ml_server: Server | None, n: int
 ) -> list[Result]:
-    from runstream.api import bulk
+    from runstream.api.native import bulk
 
     repeats, budget = _budget(ctx)
     repeats *= 4
@@ -576,7 +576,7 @@ async def _read_search(
     ctx: Context, rs_server: Server, ml_server: Server | None, sizes: list[int]
 ) -> list[Result]:
     from bench import search_scale as ss
-    from runstream.api.search import search_runs
+    from runstream.api.mlflow.search import search_runs
 
     repeats, budget = _budget(ctx)
     repeats *= 3

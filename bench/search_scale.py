@@ -27,9 +27,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from runstream.api.search import PLANNER_SETTINGS, search_runs
-from runstream.api.search_filter import parse_runs_filter, parse_runs_order_by
-from runstream.api.search_sql import runs_query, view_stages
+from runstream.api.mlflow.search import PLANNER_SETTINGS, search_runs
+from runstream.api.mlflow.search_filter import parse_runs_filter, parse_runs_order_by
+from runstream.api.mlflow.search_sql import runs_query, view_stages
 from runstream.projector.migrations import migrate_dsn
 
 NAME = "rs_search_bench"

@@ -146,7 +146,7 @@ class _ThreadedServer:
 
     def __init__(self, settings: Settings) -> None:
         from runstream import api, ingest, projector
-        from runstream.api.mlflow_routes import setup_mlflow_routes
+        from runstream.api.mlflow.routes import setup_mlflow_routes
         from runstream.web import error_middleware
 
         app = web.Application(

@@ -33,7 +33,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from runstream.api import ui
+from runstream.api.ui import routes as ui
 from runstream.settings import Settings
 
 pytestmark = pytest.mark.slow

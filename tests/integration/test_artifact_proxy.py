@@ -31,8 +31,8 @@ from aiohttp import web
 from botocore.config import Config
 from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
 
-from runstream.api.artifact_store import S3ArtifactStore, open_artifact_store
-from runstream.api.artifacts import setup_artifact_routes
+from runstream.api.artifacts.proxy import setup_artifact_routes
+from runstream.api.artifacts.store import S3ArtifactStore, open_artifact_store
 from runstream.schemas.errors import InvalidParameterValue
 from runstream.settings import Settings
 from runstream.web import Handler, error_middleware

@@ -11,7 +11,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from runstream.api import downsample as ds
+from runstream.api.native import downsample as ds
 
 V1 = "/api/runstream/v1"
 

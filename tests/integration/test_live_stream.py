@@ -11,7 +11,7 @@ import msgpack
 import numpy as np
 import orjson
 
-from runstream.api import live
+from runstream.api.native import live
 
 V1 = "/api/runstream/v1"
 

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from runstream.api.search import search_experiments, search_runs
-from runstream.api.search_sql import make_page_token, parse_page_token
+from runstream.api.mlflow.search import search_experiments, search_runs
+from runstream.api.mlflow.search_sql import make_page_token, parse_page_token
 from runstream.schemas.errors import InvalidParameterValue
 
 NAN = float("nan")

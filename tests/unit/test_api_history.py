@@ -9,7 +9,7 @@ import msgpack
 import orjson
 import pytest
 
-from runstream.api.history import (
+from runstream.api.native.history import (
     History,
     history_to_json,
     history_to_msgpack,

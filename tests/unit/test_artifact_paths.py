@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from runstream.api.artifact_store import (
+from runstream.api.artifacts.proxy import attachment, content_type, files_json, part_destination
+from runstream.api.artifacts.store import (
     MAX_PARTS,
     FileInfo,
     clean_path,
@@ -14,7 +15,6 @@ from runstream.api.artifact_store import (
     file_path,
     part_size,
 )
-from runstream.api.artifacts import attachment, content_type, files_json, part_destination
 from runstream.schemas.errors import InvalidParameterValue
 
 REFUSED = [

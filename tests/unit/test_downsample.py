@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from runstream.api import downsample as ds
+from runstream.api.native import downsample as ds
 from runstream.projector.chunks import SeriesState, layout
 from runstream.projector.plan import MetricAppends
 

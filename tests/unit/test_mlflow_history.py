@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from runstream.api import mlflow_history
-from runstream.api.mlflow_history import (
+from runstream.api.mlflow import history as mlflow_history
+from runstream.api.mlflow.history import (
     Points,
     history_order,
     metrics_json,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from multidict import MultiDict
 
-from runstream.api import mlflow_requests as rq
-from runstream.api.mlflow_names import MAX_LENGTH, random_run_name
+from runstream.api.mlflow import messages as rq
+from runstream.api.mlflow.names import MAX_LENGTH, random_run_name
 from runstream.schemas.errors import InvalidParameterValue, MalformedRequest
 
 HINT = rq.API_DOCS_HINT

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from runstream.api import logged_model_search as lms
-from runstream.api import model_requests as mr
-from runstream.api.logged_model_views import logged_model_to_json
-from runstream.api.mlflow_requests import Metric
-from runstream.api.run_io_views import run_io_to_json
+from runstream.api.mlflow import logged_model_requests as mr
+from runstream.api.mlflow import logged_model_search as lms
+from runstream.api.mlflow.logged_model_views import logged_model_to_json
+from runstream.api.mlflow.messages import Metric
+from runstream.api.mlflow.run_io_views import run_io_to_json
 from runstream.api.views import run_row_to_json
 from runstream.schemas.errors import InvalidParameterValue
 from runstream.schemas.models import LoggedModelMetricLogged

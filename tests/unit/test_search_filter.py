@@ -13,7 +13,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
 
-from runstream.api import search_filter as sf
+from runstream.api.mlflow import search_filter as sf
 from runstream.schemas.errors import InvalidParameterValue
 
 RUN_FILTERS_OK = [

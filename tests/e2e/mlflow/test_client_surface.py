@@ -857,7 +857,7 @@ def test_client_sees_endpoint_not_found(compat_target: Target) -> None:
 def test_out_of_scope_calls_answer_endpoint_not_found(unique: str) -> None:
     """Model registry, traces and prompts are out of runstream's tracking scope: the client's
     calls fail with ENDPOINT_NOT_FOUND, as against any server without them. (The searches the
-    UI makes on page load answer empty lists instead: api/ui.py.)"""
+    UI makes on page load answer empty lists instead: api/ui/routes.py.)"""
     client = MlflowClient()
     calls = [
         lambda: client.create_registered_model(f"reg-{unique}"),

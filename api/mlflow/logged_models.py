@@ -12,14 +12,14 @@ import time
 
 from aiohttp import web
 
-from runstream.api import logged_model_queries as lmq
-from runstream.api import logged_model_search as lms
-from runstream.api import model_requests as mr
-from runstream.api.artifact_store import clean_path
-from runstream.api.logged_model_views import logged_model_to_json
-from runstream.api.mlflow_artifacts import listing
-from runstream.api.mlflow_http import request_fields, write
-from runstream.api.mlflow_names import random_run_name
+from runstream.api.artifacts.store import clean_path
+from runstream.api.mlflow import logged_model_queries as lmq
+from runstream.api.mlflow import logged_model_requests as mr
+from runstream.api.mlflow import logged_model_search as lms
+from runstream.api.mlflow.artifacts import listing
+from runstream.api.mlflow.handler_io import request_fields, write
+from runstream.api.mlflow.logged_model_views import logged_model_to_json
+from runstream.api.mlflow.names import random_run_name
 from runstream.api.views import JsonDict
 from runstream.ingest.logged_models import model_not_found, new_model_id
 from runstream.resources import PG_POOL

@@ -14,11 +14,11 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from runstream.api import mlflow_requests as rq
 from runstream.api import queries
-from runstream.api.artifact_store import clean_path
-from runstream.api.artifacts import ARTIFACT_STORE
-from runstream.api.mlflow_http import request_fields
+from runstream.api.artifacts.proxy import ARTIFACT_STORE
+from runstream.api.artifacts.store import clean_path
+from runstream.api.mlflow import messages as rq
+from runstream.api.mlflow.handler_io import request_fields
 from runstream.api.reads import run_not_found
 from runstream.resources import PG_POOL
 from runstream.schemas.errors import FeatureNotImplemented

@@ -26,13 +26,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from runstream.api import logged_model_queries, queries
-from runstream.api import mlflow_requests as rq
-from runstream.api.artifact_store import ArtifactStore, clean_path
-from runstream.api.artifacts import ARTIFACT_STORE, send_artifact
-from runstream.api.mlflow_artifacts import proxied_root
-from runstream.api.mlflow_history import history_order, metrics_json
-from runstream.api.mlflow_metrics import load_points
+from runstream.api import queries
+from runstream.api.artifacts.proxy import ARTIFACT_STORE, send_artifact
+from runstream.api.artifacts.store import ArtifactStore, clean_path
+from runstream.api.mlflow import logged_model_queries
+from runstream.api.mlflow import messages as rq
+from runstream.api.mlflow.artifacts import proxied_root
+from runstream.api.mlflow.history import history_order, metrics_json
+from runstream.api.mlflow.metrics import load_points
 from runstream.api.reads import run_not_found
 from runstream.api.views import JsonDict
 from runstream.resources import PG_POOL
@@ -319,7 +320,7 @@ def setup_ui(app: web.Application) -> None:
     _add(app, "GET", f"{AJAX}/get-trace-artifact", not_found)
     _add(app, "GET", "/ajax-api/3.0/mlflow/get-trace-artifact", not_found)
     if build is not None and importlib.util.find_spec("graphql") is not None:
-        from runstream.api.ui_graphql import graphql_endpoint
+        from runstream.api.ui.graphql import graphql_endpoint
 
         _add(app, "POST", "/graphql", graphql_endpoint)
         _add(app, "GET", "/graphql", graphql_endpoint)

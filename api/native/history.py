@@ -152,15 +152,15 @@ async def load_history(db: queries.Executor, run_id: str, key: str) -> History:
     return History.from_chunks(key, chunks.steps, chunks.timestamps, chunks.values)
 
 
-async def get_history(request: web.Request) -> web.Response:
-    """``GET /api/runstream/v1/runs/{run_id}/history?key=<key>``."""
+def history_key(request: web.Request) -> str:
     key = request.query.get("key")
     if key is None or key == "":
         raise InvalidParameterValue(missing_value("key"))
-    from runstream.api import bulk  # bulk imports this module
+    return key
 
-    if bulk.wants_window(request.query):  # ?points=N, start_step, end_step (api/bulk.py)
-        return await bulk.get_history_window(request, key)
+
+async def get_whole_history(request: web.Request, key: str) -> web.Response:
+    """Every point of ``GET /api/runstream/v1/runs/{run_id}/history?key=<key>``."""
     await await_token(request)
     history = await load_history(request.app[PG_POOL], request.match_info["run_id"], key)
     return history_response(request, history)

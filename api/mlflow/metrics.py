@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from runstream.api import mlflow_requests as rq
 from runstream.api import queries
-from runstream.api.mlflow_history import (
+from runstream.api.mlflow import messages as rq
+from runstream.api.mlflow.handler_io import catch_up, request_fields, write
+from runstream.api.mlflow.history import (
     OrderedHistories,
     Points,
     history_order,
@@ -24,9 +25,8 @@ from runstream.api.mlflow_history import (
     page,
     sample,
 )
-from runstream.api.mlflow_http import catch_up, request_fields, write
-from runstream.api.mlflow_runs import tag_events
-from runstream.api.model_requests import model_metric_events
+from runstream.api.mlflow.logged_model_requests import model_metric_events
+from runstream.api.mlflow.runs import tag_events
 from runstream.resources import PG_POOL
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
@@ -66,7 +66,7 @@ def batch_events(batch: rq.LogBatch) -> list[Event]:
 async def log_metric(request: web.Request) -> web.Response:
     fields = await request_fields(request)
     req = rq.parse_log_metric(fields)
-    # A metric with a model_id is also the logged model's (api/model_requests.py).
+    # A metric with a model_id is also the logged model's (api/mlflow/logged_model_requests.py).
     model_points = model_metric_events(req.run_id, [fields], [req.metric])
     await write(request, [metrics_event(req.run_id, [req.metric]), *model_points])
     return json_response({})
@@ -81,7 +81,7 @@ async def log_param(request: web.Request) -> web.Response:
 async def log_batch(request: web.Request) -> web.Response:
     fields = await request_fields(request)
     batch = rq.parse_log_batch(fields)
-    # Metrics with a model_id are also the logged model's (api/model_requests.py).
+    # Metrics with a model_id are also the logged model's (api/mlflow/logged_model_requests.py).
     model_points = model_metric_events(batch.run_id, fields.get("metrics"), batch.metrics)
     try:
         await write(request, [*batch_events(batch), *model_points])

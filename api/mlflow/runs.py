@@ -16,10 +16,11 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from runstream.api import mlflow_requests as rq
-from runstream.api import queries, search, views
-from runstream.api.mlflow_http import catch_up, request_fields, write
-from runstream.api.mlflow_names import random_run_name
+from runstream.api import queries, views
+from runstream.api.mlflow import messages as rq
+from runstream.api.mlflow import search
+from runstream.api.mlflow.handler_io import catch_up, request_fields, write
+from runstream.api.mlflow.names import random_run_name
 from runstream.api.reads import require_active_run, run_not_found
 from runstream.resources import PG_POOL
 from runstream.schemas import runs as rn

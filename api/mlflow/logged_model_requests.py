@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runstream.api import logged_model_search as lms
-from runstream.api.logged_model_views import STATUS_FROM_PROTO
-from runstream.api.mlflow_requests import (
+from runstream.api.mlflow import logged_model_search as lms
+from runstream.api.mlflow.logged_model_views import STATUS_FROM_PROTO
+from runstream.api.mlflow.messages import (
     Fields,
     Metric,
     Pairs,

@@ -26,7 +26,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from runstream.api import search_filter as sf
+from runstream.api.mlflow import search_filter as sf
 from runstream.schemas.errors import InvalidParameterValue
 
 SEARCH_MAX_RESULTS_DEFAULT = 1000

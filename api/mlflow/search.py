@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from runstream.api import search_filter as sf
-from runstream.api import search_sql as sq
+from runstream.api.mlflow import search_filter as sf
+from runstream.api.mlflow import search_sql as sq
 
 SEARCH_MAX_RESULTS_DEFAULT = sq.SEARCH_MAX_RESULTS_DEFAULT
 

@@ -24,10 +24,12 @@ import numpy as np
 import orjson
 from aiohttp import web
 
-from runstream.api import downsample as ds
-from runstream.api.history import (
+from runstream.api.native import downsample as ds
+from runstream.api.native.history import (
     MSGPACK_CONTENT_TYPE,
     History,
+    get_whole_history,
+    history_key,
     history_response,
     json_values,
     wants_msgpack,
@@ -246,9 +248,16 @@ def points_to_history(key: str, points: ds.Points) -> History:
     )
 
 
+async def get_history(request: web.Request) -> web.Response:
+    """``GET /api/runstream/v1/runs/{run_id}/history?key=<key>``: whole, or windowed and
+    downsampled with ``points`` / ``start_step`` / ``end_step``."""
+    key = history_key(request)
+    if wants_window(request.query):
+        return await get_history_window(request, key)
+    return await get_whole_history(request, key)
+
+
 async def get_history_window(request: web.Request, key: str) -> web.Response:
-    """The history route with ``points`` / ``start_step`` / ``end_step`` (history.get_history
-    hands over when one is present)."""
     window = parse_window(request.query)
     await await_token(request)
     run_id = request.match_info["run_id"]

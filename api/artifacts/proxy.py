@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from runstream.api.artifact_store import (
+from runstream.api.artifacts.store import (
     ArtifactStore,
     FileInfo,
     UploadedPart,

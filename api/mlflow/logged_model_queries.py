@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
-from runstream.api import logged_model_search as lms
+from runstream.api.mlflow import logged_model_search as lms
 
 Executor: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 Row: TypeAlias = asyncpg.Record

@@ -10,9 +10,10 @@ import time
 
 from aiohttp import web
 
-from runstream.api import mlflow_requests as rq
-from runstream.api import queries, search, views
-from runstream.api.mlflow_http import request_fields, write
+from runstream.api import queries, views
+from runstream.api.mlflow import messages as rq
+from runstream.api.mlflow import search
+from runstream.api.mlflow.handler_io import request_fields, write
 from runstream.api.reads import experiment_not_found
 from runstream.ingest.app_keys import INGESTOR
 from runstream.resources import PG_POOL

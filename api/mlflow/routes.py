@@ -13,14 +13,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from runstream.api import mlflow_artifacts as artifacts
-from runstream.api import mlflow_experiments as experiments
-from runstream.api import mlflow_inputs as inputs
-from runstream.api import mlflow_metrics as metrics
-from runstream.api import mlflow_models as models
-from runstream.api import mlflow_runs as runs
-from runstream.api.mlflow_history import OrderedHistories
-from runstream.api.mlflow_http import catch_up
+from runstream.api.mlflow import artifacts, experiments, inputs, metrics, runs
+from runstream.api.mlflow import logged_models as models
+from runstream.api.mlflow.handler_io import catch_up
+from runstream.api.mlflow.history import OrderedHistories
 from runstream.ingest.app import use_ingestor
 from runstream.ingest.watermarks import use_watermarks
 from runstream.resources import use_stores
@@ -83,7 +79,7 @@ TRACKING_ROUTES: tuple[Route, ...] = (
         reads=False,  # catches up on the shards of its runs, like get-history
     ),
     Route("GET", "/artifacts/list", artifacts.list_artifacts),
-    # MLflow 3 logged models and run inputs/outputs (api/mlflow_models.py, mlflow_inputs.py)
+    # MLflow 3 logged models and run inputs/outputs (api/mlflow/logged_models.py, mlflow_inputs.py)
     Route("POST", "/runs/log-inputs", inputs.log_inputs),
     Route("POST", "/runs/outputs", inputs.log_outputs),
     Route("POST", "/runs/log-model", inputs.log_model),  # catches up on its run's shard

@@ -38,8 +38,8 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from runstream.api.downsample import Points
-from runstream.api.history import json_values
+from runstream.api.native.downsample import Points
+from runstream.api.native.history import json_values
 from runstream.api.queries import Executor
 from runstream.api.reads import run_not_found
 from runstream.resources import PG_POOL, REDIS, SETTINGS, listen_forever

@@ -12,9 +12,9 @@ import time
 
 from aiohttp import web
 
-from runstream.api import logged_model_queries as lmq
-from runstream.api import model_requests as mr
-from runstream.api.mlflow_http import catch_up, request_fields, write
+from runstream.api.mlflow import logged_model_queries as lmq
+from runstream.api.mlflow import logged_model_requests as mr
+from runstream.api.mlflow.handler_io import catch_up, request_fields, write
 from runstream.api.reads import require_active_run
 from runstream.resources import PG_POOL
 from runstream.schemas import constants as c

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from runstream.api import bulk, health, history, live, reads
+from runstream.api import health, reads
+from runstream.api.native import bulk, live
 
 API_PREFIX = "/api/runstream/v1"
 
@@ -27,7 +28,7 @@ def add_read_routes(app: web.Application) -> None:
 
 
 def add_history_routes(app: web.Application) -> None:
-    app.router.add_get(f"{API_PREFIX}/runs/{{run_id}}/history", history.get_history)
+    app.router.add_get(f"{API_PREFIX}/runs/{{run_id}}/history", bulk.get_history)
 
 
 def add_bulk_history_routes(app: web.Application) -> None:

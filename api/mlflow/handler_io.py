@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from runstream.api.mlflow_requests import fields_from_body, fields_from_query
+from runstream.api.mlflow.messages import fields_from_body, fields_from_query
 from runstream.ingest.app_keys import INGESTOR
 from runstream.ingest.watermarks import WATERMARKS
 from runstream.resources import SETTINGS

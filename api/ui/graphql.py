@@ -22,11 +22,11 @@ from typing import Any
 import graphql
 from aiohttp import web
 
-from runstream.api import mlflow_requests as rq
 from runstream.api import queries, views
-from runstream.api.mlflow_history import metrics_json, sample
-from runstream.api.mlflow_metrics import load_points
-from runstream.api.mlflow_runs import search_run_rows
+from runstream.api.mlflow import messages as rq
+from runstream.api.mlflow.history import metrics_json, sample
+from runstream.api.mlflow.metrics import load_points
+from runstream.api.mlflow.runs import search_run_rows
 from runstream.api.reads import experiment_not_found, run_not_found
 from runstream.resources import PG_POOL, SETTINGS
 from runstream.schemas.errors import InvalidParameterValue, RunstreamError

@@ -1,0 +1,1 @@
+"""MLflow's Tracking UI from the installed ``mlflow`` package, and the endpoints only it calls."""
