@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +48,10 @@ class Settings:
     backlog_limit: int = 200_000
     """Unprojected entries per shard past which ingest answers 429 with Retry-After."""
     read_your_writes_timeout: float = 10.0
-    """Seconds a write through the MLflow routes waits for the projector to apply it."""
+    """Longest wait, in seconds, of a request for the projector to apply the writes it must
+    see: MLflow reads (every write accepted before them), MLflow writes that answer with what
+    they wrote, and native requests with ``?wait_for=`` or ``?wait=1``; past it, 503 with
+    Retry-After."""
 
     projector_batch: int = 500
     """Stream entries read per XREADGROUP and applied per PostgreSQL transaction."""
@@ -65,20 +72,17 @@ class Settings:
     run_projector: bool = True
     """Whether ``runstream server`` runs a projector in-process."""
 
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict, metadata={"settable": False})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read RUNSTREAM_* variables; keyword overrides (CLI flags) win over the environment."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name == "extra":
-                continue
-            env_name = ENV_PREFIX + ("HOME" if f.name == "data_dir" else f.name.upper())
-            raw = environ.get(env_name)
-            if raw is not None and raw != "":
-                values[f.name] = _parse(f.name, env_name, raw, f.type)
+        for f in settable_fields():
+            raw = environ.get(env_name(f.name))
+            if raw:  # an empty variable is an unset one
+                values[f.name] = parse_field(f.name, raw)
         for name, value in overrides.items():
             if value is not None:
                 values[name] = value
@@ -120,22 +124,85 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _parse(name: str, env_name: str, raw: str, type_: Any) -> Any:
-    type_name = str(type_)
+# -- one parser, driven by the field types -----------------------------------------------------
+
+
+def env_name(field_name: str) -> str:
+    """The RUNSTREAM_* variable of a Settings field (``data_dir`` is RUNSTREAM_HOME)."""
+    return ENV_PREFIX + ("HOME" if field_name == "data_dir" else field_name.upper())
+
+
+def _int(raw: str) -> int:
     try:
-        if type_name in ("int",):
-            return int(raw)
-        if type_name in ("float",):
-            return float(raw)
-        if type_name in ("bool",):
-            lowered = raw.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true/false")
-        if type_name == "Path":
-            return Path(raw)
-        return raw
+        return int(raw)
+    except ValueError:
+        raise ValueError("expected an integer") from None
+
+
+def _float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected one of {', '.join(_TRUE + _FALSE)}")
+
+
+PARSERS: dict[type, Callable[[str], Any]] = {
+    bool: _bool,
+    int: _int,
+    float: _float,
+    str: str,
+    Path: Path,
+}
+"""Text -> value for each type a Settings field may have (``T | None`` parses as ``T``)."""
+
+
+def value_type(annotation: Any) -> type:
+    """The type a field's text parses to: ``T`` for ``T`` and for ``T | None``."""
+    if isinstance(annotation, type):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return value_type(args[0])
+    raise TypeError(f"Settings cannot parse fields of type {annotation!r}")
+
+
+def settable_fields() -> list[dataclasses.Field[Any]]:
+    """The fields a variable or a flag sets (all but ``extra``), in declaration order."""
+    return [f for f in dataclasses.fields(Settings) if f.metadata.get("settable", True)]
+
+
+@cache
+def field_types() -> dict[str, type]:
+    """Every settable field of ``Settings`` and the type its text parses to."""
+    hints = typing.get_type_hints(Settings)
+    return {f.name: value_type(hints[f.name]) for f in settable_fields()}
+
+
+def parse_text(field_name: str, raw: str) -> Any:
+    """``raw`` as the value of ``field_name`` (a variable's or a flag's text); ValueError says
+    what was expected."""
+    return PARSERS[field_types()[field_name]](raw)
+
+
+def parse_field(field_name: str, raw: str) -> Any:
+    """A variable's text as its field's value; ConfigurationError names the variable and value."""
+    try:
+        return parse_text(field_name, raw)
     except ValueError as exc:
-        raise ConfigurationError(f"{env_name}={raw!r}: {exc}") from exc
+        raise ConfigurationError(f"{env_name(field_name)}={raw!r}: {exc}") from None
