@@ -1,8 +1,12 @@
 """The ``runstream`` command: the server, its parts, and the operator's tools.
 
 Every flag that sets a ``Settings`` field is generated from the field, so ``--help`` shows
-its doc and its variable, and a flag wins over the variable. Only this module configures
-logging.
+its doc and its variable, a flag wins over the variable, and both are parsed by the same typed
+parser (``runstream.settings.parse_text``). Only this module configures logging.
+
+This module imports no server code at module level: in a client-only install
+(``pip install runstream``) ``runstream sync`` and ``--help`` work, and the server commands
+say which install they need.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import ast
 import asyncio
 import dataclasses
+import importlib.metadata
 import importlib.util
 import inspect
 import itertools
@@ -25,12 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from runstream import __version__
+from runstream.preflight import PreflightError
 from runstream.schemas.errors import ConfigurationError
-from runstream.settings import ENV_PREFIX, Settings
+from runstream.settings import Settings, env_name, field_types, parse_text, settable_fields
 
 logger = logging.getLogger("runstream.cli")
 
 EXIT_CONFIG = 2
+SERVER_EXTRA = "server"
+SERVER_COMMANDS = ("server", "ingest", "api", "projector", "migrate", "replay", "bench")
+"""Commands that need ``runstream[server]``; ``sync`` is the client's own."""
 LOG_LEVEL_ENV = "RUNSTREAM_LOG_LEVEL"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -58,9 +67,11 @@ _FALLBACK_DOCS = {
 }
 
 
-def env_name(field_name: str) -> str:
-    """The RUNSTREAM_* variable of a Settings field (``data_dir`` is RUNSTREAM_HOME)."""
-    return ENV_PREFIX + ("HOME" if field_name == "data_dir" else field_name.upper())
+# What the one-off commands read (their --help lists these only); the services take every field.
+_MIGRATE_FIELDS = ("database_url", "data_dir")
+_REPLAY_FIELDS = ("database_url", "data_dir", "chunk_points")
+REPLAY_BATCH = 2_000
+"""``projector.replay.REPLAY_BATCH``, repeated so --help needs no server package (a test checks)."""
 
 
 @cache
@@ -86,33 +97,46 @@ def field_docs() -> dict[str, str]:
 
 
 def settings_fields() -> list[dataclasses.Field[Any]]:
-    return [f for f in dataclasses.fields(Settings) if f.name != "extra"]
+    return settable_fields()
 
 
-def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+_METAVARS: dict[type, str] = {int: "N", float: "X", Path: "DIR"}
+
+
+def flag_type(field_name: str) -> Callable[[str], Any]:
+    """argparse's ``type=`` for a field: the settings parser, its error as argparse's."""
+
+    def parse(raw: str) -> Any:
+        try:
+            return parse_text(field_name, raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{raw!r}: {exc}") from None
+
+    return parse
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
     docs = field_docs()
+    types = field_types()
     main = parser.add_argument_group("stores and network")
     tuning = parser.add_argument_group("tuning")
     for f in settings_fields():
+        if only is not None and f.name not in only:
+            continue
         group = main if f.name in _MAIN_FIELDS else tuning
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = "unset" if default is None else default
         help_text = f"{docs.get(f.name, '')} (env: {env_name(f.name)}; default: {shown})"
         help_text = help_text.replace("%", "%%").strip()
-        type_name = str(f.type)
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
-        if type_name == "bool":
+        if types[f.name] is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
-        if type_name == "int":
-            kwargs["type"], kwargs["metavar"] = int, "N"
-        elif type_name == "float":
-            kwargs["type"], kwargs["metavar"] = float, "X"
-        elif type_name == "Path":
-            kwargs["type"], kwargs["metavar"] = Path, "DIR"
-        else:
-            kwargs["metavar"] = "URL" if f.name.endswith("url") else f.name.upper()
+        kwargs["type"] = flag_type(f.name)
+        kwargs["metavar"] = _METAVARS.get(types[f.name]) or (
+            "URL" if f.name.endswith("url") else f.name.upper()
+        )
         group.add_argument(flag, **kwargs)
 
 
@@ -134,11 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"runstream {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help_text: str, settings: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, help_text: str, settings: bool = True, only: Sequence[str] | None = None
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         _add_log_flag(sub)
         if settings:
-            _add_settings_flags(sub)
+            _add_settings_flags(sub, only)
         return sub
 
     command(
@@ -152,12 +178,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("projector", "Run a projector (stream -> PostgreSQL) against external stores."),
     ):
         command(part, text).set_defaults(handler=_cmd_part, part=part)
-    command("migrate", "Apply database migrations (embedded PostgreSQL if no URL).").set_defaults(
-        handler=_cmd_migrate
-    )
     command(
-        "replay", "Rebuild every read table from the event log (embedded stores if no URL)."
-    ).set_defaults(handler=_cmd_replay)
+        "migrate",
+        "Apply database migrations (embedded PostgreSQL if no URL).",
+        only=_MIGRATE_FIELDS,
+    ).set_defaults(handler=_cmd_migrate)
+    replay = command(
+        "replay",
+        "Rebuild every read table from the event log, in one transaction (embedded PostgreSQL "
+        "under --data-dir if no URL).",
+        only=_REPLAY_FIELDS,
+    )
+    replay.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"event-log entries planned and applied together (default: {REPLAY_BATCH})",
+    )
+    replay.set_defaults(handler=_cmd_replay)
 
     sync = command("sync", "Upload runs the SDK spooled to disk while offline.", settings=False)
     sync.add_argument("--url", default=None, help="server URL (default: the SDK's own default)")
@@ -175,6 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r}: expected an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r}: must be at least 1")
+    return value
+
+
 def configure_logging(level: str) -> None:
     """Root logging for a runstream process; per-request access logs only at DEBUG."""
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
@@ -187,15 +236,52 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
     return Settings.from_env(environ, **flags)
 
 
+def missing_server_packages() -> list[str]:
+    """The distributions of ``runstream[server]`` that are not installed (none if unknown)."""
+    try:
+        requirements = importlib.metadata.requires("runstream") or []
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return []
+    missing = []
+    for requirement in requirements:
+        name, _, marker = requirement.partition(";")
+        if f'extra == "{SERVER_EXTRA}"' not in marker.replace("'", '"'):
+            continue
+        name = re.split(r"[\s<>=!~\[(]", name.strip(), maxsplit=1)[0]
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    return missing
+
+
+def _server_install_needed(command: str) -> int | None:
+    """Exit code 2 and one line when a server command runs in a client-only install."""
+    missing = missing_server_packages()
+    if not missing:
+        return None
+    print(
+        f"runstream: `runstream {command}` needs the server: pip install 'runstream[server]' "
+        f"(not installed: {', '.join(missing)})",
+        file=sys.stderr,
+    )
+    return EXIT_CONFIG
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Entry point of the ``runstream`` command; returns the exit code."""
     environ = os.environ if environ is None else environ
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"] and argv[1:2] not in (["-h"], ["--help"]):
         # Everything after `bench` is bench's own (argparse would take its --flags as ours).
-        return run_bench(argv[1:])
+        refused = _server_install_needed("bench")
+        return refused if refused is not None else run_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in SERVER_COMMANDS:
+        refused = _server_install_needed(args.command)
+        if refused is not None:
+            return refused
     level = args.log_level or environ.get(LOG_LEVEL_ENV, "").upper() or "INFO"
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         print(f"runstream: error: {LOG_LEVEL_ENV}={level!r}: not a log level", file=sys.stderr)
@@ -206,6 +292,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return handler(args, environ)
     except ConfigurationError as error:
         print(f"runstream: error: {error.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    except PreflightError as error:  # port taken, data folder held by another server
+        print(f"runstream: error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
@@ -281,11 +370,15 @@ def _cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from runstream.projector.migrations import migrate_dsn
     from runstream.projector.replay import replay
 
-    settings, stores = _with_stores(settings_from(args, environ), redis=True)
+    # Replay reads the event log in PostgreSQL only: no Redis is started for it.
+    settings, stores = _with_stores(settings_from(args, environ), redis=False)
     try:
         assert settings.database_url
         asyncio.run(migrate_dsn(settings.database_url))
-        result = asyncio.run(replay(settings))
+        if args.batch is None:
+            result = asyncio.run(replay(settings))
+        else:
+            result = asyncio.run(replay(settings, batch=args.batch))
     finally:
         if stores is not None:
             stores.stop()

@@ -27,6 +27,7 @@ from aiohttp import web
 from runstream import __version__
 from runstream.api.health import health
 from runstream.embedded import EmbeddedStores
+from runstream.preflight import DataDirLock, check_port_free
 from runstream.projector.migrations import migrate_dsn
 from runstream.resources import use_stores
 from runstream.settings import Settings
@@ -83,8 +84,17 @@ def run_server(settings: Settings, out: TextIO = sys.stdout) -> int:
     """``runstream server``: embedded stores for unset URLs, then every part in one app.
 
     Returns the process exit code. Must run on the main thread (signals, parent-death).
+    Raises ``PreflightError`` before starting anything when the port is taken or another
+    server holds the data folder.
     """
+    uses_data_dir = (
+        settings.database_url is None or settings.redis_url is None or not settings.artifacts_url
+    )
     settings = with_local_defaults(settings)
+    check_port_free(settings.host, settings.port)
+    lock = DataDirLock(settings.data_dir)
+    if uses_data_dir:
+        lock.acquire()
     stores: EmbeddedStores | None = None
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
@@ -110,6 +120,7 @@ def run_server(settings: Settings, out: TextIO = sys.stdout) -> int:
         signal.signal(signal.SIGTERM, previous)
         if stores is not None:
             stores.stop()
+        lock.release()
 
 
 def run_parts(settings: Settings, parts: Collection[str], out: TextIO = sys.stdout) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sys
 from pathlib import Path
 
@@ -16,19 +18,81 @@ def parse(*argv: str) -> Settings:
     return cli.settings_from(args, {})
 
 
-@pytest.mark.parametrize("command", ["server", "ingest", "api", "projector", "migrate", "replay"])
-def test_help_shows_the_variable_of_every_setting(
-    command: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def help_of(command: str, capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit) as exited:
         cli.main([command, "--help"], environ={})
     assert exited.value.code == 0
-    out = " ".join(capsys.readouterr().out.split())
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", ["server", "ingest", "api", "projector"])
+def test_help_shows_the_variable_of_every_setting(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = help_of(command, capsys)
     for field in cli.settings_fields():
         flag = "--" + field.name.replace("_", "-")
         assert flag in out
         assert f"(env: {cli.env_name(field.name)};" in out
     assert "(env: RUNSTREAM_LOG_LEVEL;" in out
+
+
+@pytest.mark.parametrize(
+    ("command", "own"),
+    [
+        ("replay", ["--database-url", "--data-dir", "--chunk-points", "--batch"]),
+        ("migrate", ["--database-url", "--data-dir"]),
+    ],
+)
+def test_one_off_commands_list_their_own_options_only(
+    command: str, own: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = help_of(command, capsys)
+    flags = set(re.findall(r"--[a-z][a-z-]+", out))
+    assert flags == {*own, "--help", "--log-level"}
+
+
+def test_replay_batch_default_is_the_replays() -> None:
+    from runstream.projector.replay import REPLAY_BATCH
+
+    assert cli.REPLAY_BATCH == REPLAY_BATCH
+    args = cli.build_parser().parse_args(["replay", "--batch", "50"])
+    assert args.batch == 50
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["replay", "--batch", "0"])
+
+
+def test_flags_and_variables_share_one_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, environ in (
+        (["server", "--read-your-writes-timeout", "inf"], {}),
+        (["server"], {"RUNSTREAM_READ_YOUR_WRITES_TIMEOUT": "inf"}),
+    ):
+        with pytest.raises(SystemExit) if argv[1:] else contextlib.nullcontext():
+            assert cli.main(argv, environ=environ) == cli.EXIT_CONFIG
+        assert "'inf': expected a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", cli.SERVER_COMMANDS)
+def test_server_commands_in_a_client_install_say_what_to_install(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The installed metadata is the real source; here it is made to say "client only".
+    monkeypatch.setattr(cli, "missing_server_packages", lambda: ["aiohttp", "asyncpg"])
+    assert cli.main([command], environ={}) == cli.EXIT_CONFIG
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "pip install 'runstream[server]'" in captured.err
+    assert "aiohttp, asyncpg" in captured.err
+
+
+def test_the_server_packages_are_read_from_the_install_metadata() -> None:
+    # This venv has runstream[server]: nothing is missing, and the extra is found at all.
+    import importlib.metadata
+
+    extra = [r for r in importlib.metadata.requires("runstream") or [] if "server" in r]
+    assert any(r.startswith("aiohttp") for r in extra)
+    assert cli.missing_server_packages() == []
 
 
 def test_field_docs_come_from_settings() -> None:
