@@ -7,12 +7,14 @@ COPY schemas schemas
 COPY ingest ingest
 COPY projector projector
 COPY api api
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The runstream wheel and the wheels of its [server] dependencies.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[server]'
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 1000 runstream
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels 'runstream[server]' \
+    && rm -rf /wheels
 USER runstream
 WORKDIR /home/runstream
 ENV PYTHONUNBUFFERED=1 \

@@ -1,10 +1,15 @@
 """Real stores for every test: PostgreSQL and Redis as servers, never mocks.
 
-The servers come from RUNSTREAM_TEST_DATABASE_URL / RUNSTREAM_TEST_REDIS_URL, else the local
-defaults (127.0.0.1:5432 as postgres, 127.0.0.1:6379) when they answer, else the embedded
-ones started for the session (RUNSTREAM_TEST_EMBEDDED=1 forces those). A template database
-is migrated once per session; each test gets its own database made from it and its own Redis
-key prefix.
+Each store comes from RUNSTREAM_TEST_DATABASE_URL / RUNSTREAM_TEST_REDIS_URL when set, else
+from the local default (127.0.0.1:5432 as postgres with trust, 127.0.0.1:6379) when
+RUNSTREAM_TEST_LOCAL_STORES=1 (``.ci/run`` sets it), else it is embedded: started for the
+session and stopped after it. Nothing local is tried unless asked, so a local PostgreSQL that
+wants a password does not get in the way. (RUNSTREAM_TEST_EMBEDDED=1, from before embedded
+was the default, still forces the embedded stores.)
+
+A template database is migrated once per session under a name of its own and dropped at the
+end of the session, so concurrent sessions on one PostgreSQL neither share nor leave one;
+each test gets its own database made from it and its own Redis key prefix.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import hashlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +34,9 @@ from runstream.settings import Settings
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+LOCAL_STORES_ENV = "RUNSTREAM_TEST_LOCAL_STORES"
+CREATE_DATABASE_LOCK = 7263
+"""pg_advisory_lock key around CREATE DATABASE: two at once from one template fail."""
 
 
 def _answers(url: str, default_port: int) -> bool:
@@ -47,17 +55,25 @@ def with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
+def chosen_store_urls(environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(PostgreSQL, Redis) URLs the environment asks for; None where the store is embedded."""
+    local = environ.get(LOCAL_STORES_ENV) == "1" and environ.get("RUNSTREAM_TEST_EMBEDDED") != "1"
+    pg = environ.get("RUNSTREAM_TEST_DATABASE_URL") or (DEFAULT_PG if local else None)
+    redis = environ.get("RUNSTREAM_TEST_REDIS_URL") or (DEFAULT_REDIS if local else None)
+    return pg, redis
+
+
 @pytest.fixture(scope="session")
 def embedded_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Embedded PostgreSQL/Valkey, started only for the stores that have no server answering."""
-    # RUNSTREAM_TEST_EMBEDDED=1 ignores local servers: the path of a machine that has none.
-    local = os.environ.get("RUNSTREAM_TEST_EMBEDDED") != "1"
-    wanted_pg = os.environ.get("RUNSTREAM_TEST_DATABASE_URL") or (
-        DEFAULT_PG if local and _answers(DEFAULT_PG, 5432) else None
-    )
-    wanted_redis = os.environ.get("RUNSTREAM_TEST_REDIS_URL") or (
-        DEFAULT_REDIS if local and _answers(DEFAULT_REDIS, 6379) else None
-    )
+    """The session's store URLs; embedded PostgreSQL/Valkey for any store not given."""
+    wanted_pg, wanted_redis = chosen_store_urls(os.environ)
+    for url, port in ((wanted_pg, 5432), (wanted_redis, 6379)):
+        if url is not None and not _answers(url, port):
+            pytest.exit(
+                f"test store {url} does not answer (unset {LOCAL_STORES_ENV} and the "
+                "RUNSTREAM_TEST_*_URL variables to use embedded stores)",
+                returncode=2,
+            )
     urls = {"database_url": wanted_pg or "", "redis_url": wanted_redis or ""}
     if wanted_pg and wanted_redis:
         yield urls
@@ -88,45 +104,53 @@ def redis_url(embedded_stores: dict[str, str]) -> str:
     return embedded_stores["redis_url"]
 
 
-@pytest.fixture(scope="session")
-def template_database(pg_admin_url: str) -> str:
-    """A database migrated once; its name changes with the migrations, so it is reused safely."""
+def template_name(session: str) -> str:
+    """``rs_template_<migrations digest>_<session>``: this session's own template database."""
     digest = hashlib.sha1("".join(m.sql for m in load_migrations()).encode()).hexdigest()[:12]
-    name = f"rs_template_{digest}"
+    return f"rs_template_{digest}_{session}"
 
-    async def ensure() -> None:
-        conn = await asyncpg.connect(pg_admin_url)
+
+@pytest.fixture(scope="session")
+def template_database(pg_admin_url: str) -> Iterator[str]:
+    """A database migrated once for this session and dropped at its end.
+
+    Its name is the session's own: a concurrent session on the same PostgreSQL makes and drops
+    its own, so no session drops a template another still copies from.
+    """
+    name = template_name(uuid.uuid4().hex[:8])
+    created = False
+
+    async def create() -> None:
+        nonlocal created
+        await create_database(pg_admin_url, name)
+        created = True
+        await migrate_dsn(with_database(pg_admin_url, name))
+
+    try:
+        asyncio.run(create())
+        yield name
+    finally:
+        if created:
+            asyncio.run(drop_test_database(pg_admin_url, name))
+
+
+async def create_database(pg_admin_url: str, name: str, template: str | None = None) -> None:
+    conn = await asyncpg.connect(pg_admin_url)
+    try:
+        # Concurrent sessions (parallel test runs) serialise here.
+        await conn.execute("SELECT pg_advisory_lock($1)", CREATE_DATABASE_LOCK)
         try:
-            # Concurrent sessions (parallel test runs) serialise here.
-            await conn.execute("SELECT pg_advisory_lock(7263)")
-            try:
-                exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-                if not exists:
-                    building = f"{name}_build_{os.getpid()}"
-                    await conn.execute(f'DROP DATABASE IF EXISTS "{building}"')
-                    await conn.execute(f'CREATE DATABASE "{building}"')
-                    await migrate_dsn(with_database(pg_admin_url, building))
-                    await conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(7263)")
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            await conn.execute(f'CREATE DATABASE "{name}"{suffix}')
         finally:
-            await conn.close()
-
-    asyncio.run(ensure())
-    return name
+            await conn.execute("SELECT pg_advisory_unlock($1)", CREATE_DATABASE_LOCK)
+    finally:
+        await conn.close()
 
 
 async def create_test_database(pg_admin_url: str, template: str) -> tuple[str, str]:
     name = f"rs_test_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(pg_admin_url)
-    try:
-        await conn.execute("SELECT pg_advisory_lock(7263)")
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(7263)")
-    finally:
-        await conn.close()
+    await create_database(pg_admin_url, name, template)
     return name, with_database(pg_admin_url, name)
 
 

@@ -12,10 +12,18 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 CI_RUN = (ROOT / ".ci" / "run").read_text()
 
-SERVER_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/runstream server"
-TEST_COMMAND = (
-    "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/python -m pytest"
+SERVER_COMMAND = (
+    "python3 -m venv .venv && .venv/bin/pip install -e '.[server]' && .venv/bin/runstream server"
 )
+TEST_COMMAND = (
+    "python3 -m venv .venv && .venv/bin/pip install -e '.[server,dev]' "
+    "&& .venv/bin/python -m pytest"
+)
+TEST_STORE_VARIABLES = {
+    "RUNSTREAM_TEST_LOCAL_STORES",
+    "RUNSTREAM_TEST_DATABASE_URL",
+    "RUNSTREAM_TEST_REDIS_URL",
+}
 
 
 def quickstart() -> str:
@@ -59,7 +67,12 @@ def test_every_documented_variable_exists() -> None:
     sdk = {"RUNSTREAM_URL", "RUNSTREAM_SPOOL_DIR"} | {
         "RUNSTREAM_" + name.upper() for name in client_config._ENV_FIELDS
     }
-    known = {cli.env_name(f.name) for f in cli.settings_fields()} | {cli.LOG_LEVEL_ENV} | sdk
+    known = (
+        {cli.env_name(f.name) for f in cli.settings_fields()}
+        | {cli.LOG_LEVEL_ENV}
+        | sdk
+        | TEST_STORE_VARIABLES
+    )
     documented = set(re.findall(r"`(RUNSTREAM_[A-Z_]+)`", README))
     assert documented - known == set()
 
@@ -78,3 +91,14 @@ def test_every_command_is_documented() -> None:
 def test_readme_links_resolve() -> None:
     for target in re.findall(r"\]\((docs/[^)#]+)", README):
         assert (ROOT / target).exists(), target
+
+
+def test_ci_uses_the_local_stores_the_readme_describes() -> None:
+    assert 'export RUNSTREAM_TEST_LOCAL_STORES="${RUNSTREAM_TEST_LOCAL_STORES:-1}"' in CI_RUN
+    for name in TEST_STORE_VARIABLES:
+        assert f"`{name}" in README
+
+
+def test_the_dockerfile_installs_the_server() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "'runstream[server]'" in dockerfile
