@@ -11,7 +11,7 @@ from runstream.api.ui.routes import setup_ui
 from runstream.ingest.watermarks import use_watermarks
 from runstream.resources import use_stores
 from runstream.settings import Settings
-from runstream.web import error_middleware
+from runstream.web import answer_head_on_get, error_middleware
 
 _API_ADDED = web.AppKey("api_added", bool)
 
@@ -36,4 +36,5 @@ def setup(app: web.Application, settings: Settings) -> None:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware])
     setup(app, settings)
+    answer_head_on_get(app)
     return app

@@ -31,7 +31,7 @@ from runstream.preflight import DataDirLock, check_port_free
 from runstream.projector.migrations import migrate_dsn
 from runstream.resources import use_stores
 from runstream.settings import Settings
-from runstream.web import error_middleware
+from runstream.web import answer_head_on_get, error_middleware
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Applica
         resource.canonical == "/health" for resource in app.router.resources()
     ):  # a part without the api still answers the orchestrator's health checks
         app.router.add_get("/health", health)
+    answer_head_on_get(app)
     return app
 
 

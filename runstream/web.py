@@ -114,3 +114,21 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
             raise RequestTooLarge(f"Request body exceeds the limit of {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def answer_head_on_get(app: web.Application) -> None:
+    """Every GET route also answers HEAD (same handler; aiohttp sends no body for HEAD).
+
+    ``add_get`` does this by default but ``add_route("GET", ...)`` does not, and route tables
+    (MLflow's, the UI's, the artifact proxy's) add routes by method. Call it once every part
+    has added its routes, before the app starts (the router freezes then).
+    """
+    for resource in app.router.resources():
+        if not isinstance(resource, web.Resource):  # static files and sub-apps answer HEAD
+            continue
+        methods = {route.method for route in resource}
+        if "HEAD" in methods or "*" in methods:
+            continue
+        get = next((route for route in resource if route.method == "GET"), None)
+        if get is not None:
+            resource.add_route("HEAD", get.handler)
