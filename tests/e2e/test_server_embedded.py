@@ -255,3 +255,34 @@ def test_a_killed_server_leaves_no_orphans(
     server.process.kill()
     server.process.wait()
     assert wait_gone(children, 10) == [], "embedded stores survived a SIGKILLed server"
+
+
+def test_a_second_server_is_refused_before_it_starts_anything(
+    home: Path, tmp_path: Path, launched: list[Server]
+) -> None:
+    launched.append(first := launch(home, tmp_path / "first.log"))
+    port = first.url.rsplit(":", 1)[1]
+
+    # same data folder, another port: names the folder and the pid that holds it
+    env = clean_environ(RUNSTREAM_HOME=str(home))
+    began = time.monotonic()
+    second = subprocess.run(
+        [sys.executable, "-m", "runstream", "server", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode == 2, second.stderr
+    assert f"data folder {home.resolve()} is in use" in second.stderr
+    assert f"process {first.process.pid}" in second.stderr
+    assert "Traceback" not in second.stderr
+
+    # same port, another folder: refused before the embedded stores start
+    other = tmp_path / "other-home"
+    third = subprocess.run(
+        [sys.executable, "-m", "runstream", "server", "--port", port],
+        env=clean_environ(RUNSTREAM_HOME=str(other)), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert third.returncode == 2, third.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in third.stderr
+    assert not (other / "postgres").exists()
+    assert time.monotonic() - began < 20  # no store was started to find out
+    assert request("GET", f"{first.url}/health")[0] == 200  # the first server is untouched
