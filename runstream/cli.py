@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
+import contextlib
 import dataclasses
 import importlib.metadata
 import importlib.util
@@ -24,7 +25,7 @@ import os
 import re
 import runpy
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -333,35 +334,25 @@ def _cmd_part(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return run_parts(settings, (args.part,))
 
 
-def _with_stores(settings: Settings, redis: bool) -> tuple[Settings, Any]:
-    """Embedded stores for a one-off command when the URLs are unset (None if not needed)."""
-    need_pg = settings.database_url is None
-    need_redis = redis and settings.redis_url is None
-    if not (need_pg or need_redis):
-        return settings, None
+@contextlib.contextmanager
+def _database_for(settings: Settings) -> Iterator[str]:
+    """The DSN a one-off command (migrate, replay) works on: the given URL, else an embedded
+    PostgreSQL under ``data_dir``, held with the folder's lock so no server shares it."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
     from runstream.embedded import EmbeddedStores
+    from runstream.preflight import DataDirLock
 
-    stores = EmbeddedStores(settings.data_dir, postgres=need_pg, redis=need_redis)
-    stores.start()
-    return (
-        settings.replace(
-            database_url=settings.database_url or stores.database_url,
-            redis_url=settings.redis_url or stores.redis_url or None,
-        ),
-        stores,
-    )
+    with DataDirLock(settings.data_dir), EmbeddedStores(settings.data_dir, redis=False) as stores:
+        yield stores.database_url
 
 
 def _cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from runstream.projector.migrations import migrate_dsn
 
-    settings, stores = _with_stores(settings_from(args, environ), redis=False)
-    try:
-        assert settings.database_url
-        applied = asyncio.run(migrate_dsn(settings.database_url))
-    finally:
-        if stores is not None:
-            stores.stop()
+    with _database_for(settings_from(args, environ)) as dsn:
+        applied = asyncio.run(migrate_dsn(dsn))
     print(f"applied migrations: {applied}" if applied else "database is up to date")
     return 0
 
@@ -370,20 +361,13 @@ def _cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from runstream.projector.migrations import migrate_dsn
     from runstream.projector.replay import replay
 
+    settings = settings_from(args, environ)
     # Replay reads the event log in PostgreSQL only: no Redis is started for it.
-    settings, stores = _with_stores(settings_from(args, environ), redis=False)
-    try:
-        assert settings.database_url
-        asyncio.run(migrate_dsn(settings.database_url))
-        if args.batch is None:
-            result = asyncio.run(replay(settings))
-        else:
-            result = asyncio.run(replay(settings, batch=args.batch))
-    finally:
-        if stores is not None:
-            stores.stop()
-    if result is not None:
-        print(result)
+    with _database_for(settings) as dsn:
+        settings = settings.replace(database_url=dsn)
+        asyncio.run(migrate_dsn(dsn))
+        result = asyncio.run(replay(settings, batch=args.batch or REPLAY_BATCH))
+    print(result)
     return 0
 
 

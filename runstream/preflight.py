@@ -12,7 +12,6 @@ file carries the holder's pid so the refusal can name it.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import socket
 from dataclasses import dataclass, field
@@ -68,6 +67,8 @@ class DataDirLock:
         return self.data_dir / LOCK_FILE
 
     def acquire(self) -> None:
+        import fcntl  # not at the top: cli imports this module and the client runs on Windows
+
         self.data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -91,6 +92,8 @@ class DataDirLock:
     def release(self) -> None:
         if self._fd is None:
             return
+        import fcntl
+
         fd, self._fd = self._fd, None
         # Empty first: a reader between our unlock and close must not see our pid as a holder.
         os.ftruncate(fd, 0)

@@ -81,3 +81,15 @@ def test_another_process_is_named_and_its_death_frees_the_folder(tmp_path: Path)
         holder.wait()
     with DataDirLock(tmp_path):
         pass
+
+
+@pytest.mark.parametrize("command", ["migrate", "replay"])
+def test_one_off_commands_on_embedded_stores_respect_the_lock(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runstream import cli
+
+    with DataDirLock(tmp_path):
+        assert cli.main([command, "--data-dir", str(tmp_path)], environ={}) == 2
+    assert f"process {os.getpid()}" in capsys.readouterr().err
+    assert not (tmp_path / "postgres").exists()  # refused before PostgreSQL was started
