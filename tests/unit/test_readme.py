@@ -102,3 +102,18 @@ def test_ci_uses_the_local_stores_the_readme_describes() -> None:
 def test_the_dockerfile_installs_the_server() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "'runstream[server]'" in dockerfile
+
+
+def test_readme_and_help_agree_on_what_read_your_writes_timeout_governs() -> None:
+    row = next(line for line in README.splitlines() if "`--read-your-writes-timeout`" in line)
+    doc = cli.field_docs()["read_your_writes_timeout"]
+    # what the code waits for: handler_io.wait_for/catch_up, reads.await_token, post_events
+    for phrase in (
+        "MLflow reads",
+        "MLflow writes that answer with what they wrote",
+        "?wait_for=",
+        "?wait=1",
+        "503 with Retry-After",
+    ):
+        assert phrase in row, phrase
+        assert phrase in doc, phrase
