@@ -122,14 +122,16 @@ def _add_settings_flags(parser: argparse.ArgumentParser, only: Sequence[str] | N
     main = parser.add_argument_group("stores and network")
     tuning = parser.add_argument_group("tuning")
     for f in settings_fields():
-        if only is not None and f.name not in only:
-            continue
         group = main if f.name in _MAIN_FIELDS else tuning
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = "unset" if default is None else default
         help_text = f"{docs.get(f.name, '')} (env: {env_name(f.name)}; default: {shown})"
         help_text = help_text.replace("%", "%%").strip()
+        if only is not None and f.name not in only:
+            # Not read by this command: still accepted (scripts that pass it keep working),
+            # not listed by --help.
+            help_text = argparse.SUPPRESS
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
         if types[f.name] is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)

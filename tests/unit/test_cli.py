@@ -49,6 +49,9 @@ def test_one_off_commands_list_their_own_options_only(
     out = help_of(command, capsys)
     flags = set(re.findall(r"--[a-z][a-z-]+", out))
     assert flags == {*own, "--help", "--log-level"}
+    # the others are still accepted, as before, so existing scripts keep working
+    args = cli.build_parser().parse_args([command, "--shards", "3", "--redis-url", "redis://r"])
+    assert cli.settings_from(args, {}).shards == 3
 
 
 def test_replay_batch_default_is_the_replays() -> None:
