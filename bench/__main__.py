@@ -1,25 +1,28 @@
 """``python -m bench`` (or ``runstream bench``): run the benchmarks, print and record them.
 
-    python -m bench --quick                 # every workload, small sizes (< 2 minutes idle)
-    python -m bench                         # full sizes: run it on a quiet machine
-    python -m bench --only end_to_end --only sdk_call_cost --no-docs
+    python -m bench                         # every published table: run it on a quiet machine
+    python -m bench --quick                 # every workload, small sizes (development)
+    python -m bench --only mlflow_call_latency --only mlflow_sweep
+    python -m bench --only mlflow_log_batch_4proc --runstream-workers 2
 
-Prints one JSON line per measurement, saves them all to ``bench/results/<timestamp>.json``
-and rewrites the generated part of ``docs/benchmarks.md`` (unless ``--no-docs``).
+Prints one JSON line per measurement. A full run of every default workload is a published
+run: its JSON goes to ``bench/results/<date>.json`` (committed) and its tables into
+``docs/benchmarks.md``. Any other run (``--quick``, ``--only``) writes
+``bench/results/dev/<date>.json`` (git-ignored) and leaves the docs alone unless ``--docs
+PATH`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from bench import write_workloads
-from bench.harness import BenchStores, machine_facts
+from bench import mlflow_proof, mlflow_protocol, read_workloads, storage, write_workloads
+from bench.harness import BenchStores, machine_facts, runstream_has_workers_flag
 from bench.report import (
     Context,
     Result,
@@ -31,28 +34,25 @@ from bench.report import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-OTHER_MODULES = ("bench.sdk_overhead", "bench.read_scale", "bench.search_scale")
-"""Modules whose ``WORKLOADS`` join the run when they expose it."""
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs" / "benchmarks.md"
 
 Workload = Callable[[Context], Iterable[Result]]
 
-
-def all_workloads() -> tuple[dict[str, Workload], list[str]]:
-    """Every workload by name, and notes on the modules that offer none yet."""
-    workloads: dict[str, Workload] = dict(write_workloads.WORKLOADS)
-    notes = []
-    for module_name in OTHER_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:  # another engineer's module mid-edit must not stop the run
-            notes.append(f"{module_name}: not importable ({exc!r})")
-            continue
-        offered = getattr(module, "WORKLOADS", None)
-        if not isinstance(offered, dict):
-            notes.append(f"{module_name}: exposes no WORKLOADS (run it as a script)")
-            continue
-        workloads.update(offered)
-    return workloads, notes
+PUBLISHED: dict[str, Workload] = {
+    **write_workloads.WORKLOADS,
+    **mlflow_protocol.WORKLOADS,
+    **read_workloads.WORKLOADS,
+    **storage.WORKLOADS,
+}
+"""Every table of docs/benchmarks.md, in the order they run (the read workloads load large
+series into the shared servers, so they come after the MLflow-protocol ones)."""
+OPT_IN: dict[str, Workload] = {
+    **write_workloads.OPT_IN,
+    **read_workloads.OPT_IN,
+    **mlflow_proof.WORKLOADS,
+}
+"""Run only when named with ``--only``: diagnostics, not published figures."""
 
 
 def build_parser(names: Sequence[str]) -> argparse.ArgumentParser:
@@ -74,39 +74,69 @@ def build_parser(names: Sequence[str]) -> argparse.ArgumentParser:
         default=None,
         help="uvicorn workers of mlflow server (default: MLflow's own default, 4)",
     )
+    parser.add_argument(
+        "--runstream-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run `runstream server --workers N` (when the server has that flag; else noted "
+        "and ignored): one point of the scaling curve",
+    )
     parser.add_argument("--pg", default=None, help="admin PostgreSQL DSN (env: RUNSTREAM_BENCH_PG)")
-    parser.add_argument("--redis", default=None, help="Redis URL (env: RUNSTREAM_BENCH_REDIS)")
     parser.add_argument(
-        "--results-dir", type=Path, default=ROOT / "bench" / "results", help="where JSON goes"
+        "--redis",
+        default=None,
+        help="use this Redis as it is configured (env: RUNSTREAM_BENCH_REDIS); default: a "
+        "dedicated redis-server with AOF on (appendfsync everysec), as deployed",
     )
     parser.add_argument(
-        "--docs", type=Path, default=ROOT / "docs" / "benchmarks.md", help="markdown to update"
+        "--results-dir",
+        type=Path,
+        default=None,
+        help=f"where the JSON goes (default: {RESULTS.relative_to(ROOT)} for a published "
+        "run, its dev/ folder otherwise)",
     )
-    parser.add_argument("--no-docs", action="store_true", help="do not touch the markdown")
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        default=None,
+        help=f"markdown to update (default: {DOCS.relative_to(ROOT)}, by a published run only)",
+    )
+    parser.add_argument("--no-docs", action="store_true", help="do not touch any markdown")
     return parser
 
 
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    workloads, notes = all_workloads()
+    workloads = {**PUBLISHED, **OPT_IN}
     args = build_parser(list(workloads)).parse_args(argv)
     argv_text = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "-m", "bench", *argv_text])
     env_stores = BenchStores.from_env()
     stores = BenchStores(args.pg or env_stores.pg_admin, args.redis or env_stores.redis_url)
+    published = not args.quick and not args.only
     mode = "quick" if args.quick else "full"
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    for note in notes:
-        print(f"bench: {note}", file=sys.stderr)
     facts = machine_facts(stores)
+    facts["mlflow_server_workers"] = str(args.mlflow_workers or "default (4)")
+    facts["runstream_server_workers"] = _workers_fact(args.runstream_workers)
     ctx = Context(
         quick=args.quick,
         stores=stores,
         with_mlflow=not args.no_mlflow,
         mlflow_workers=args.mlflow_workers,
+        runstream_workers=args.runstream_workers,
     )
     results: list[Result] = []
+    run_started = time.monotonic()
     try:
-        for name in args.only or list(workloads):
+        for name in args.only or list(PUBLISHED):
             t0 = time.monotonic()
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             try:
@@ -119,13 +149,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bench: {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr)
     finally:
         ctx.close()
-    facts["mlflow_server_workers"] = str(args.mlflow_workers or "default (4)")
-    path = write_results(args.results_dir, results, facts, command, mode, started)
+    facts["duration"] = f"{time.monotonic() - run_started:.0f} s"
+    directory = args.results_dir or (RESULTS if published else RESULTS / "dev")
+    path = write_results(directory, results, facts, command, mode, started)
     print(f"bench: results in {path}", file=sys.stderr)
-    if not args.no_docs:
-        write_markdown(args.docs, render_results(results, facts, command, mode, started))
-        print(f"bench: tables in {args.docs}", file=sys.stderr)
+    docs = args.docs or (DOCS if published else None)
+    if docs is not None and not args.no_docs:
+        write_markdown(
+            docs, render_results(results, facts, command, mode, started, _relative(path))
+        )
+        print(f"bench: tables in {docs}", file=sys.stderr)
     return 0
+
+
+def _workers_fact(asked: int | None) -> str:
+    if asked is None:
+        return "default"
+    if runstream_has_workers_flag():
+        return str(asked)
+    return f"1 (--runstream-workers {asked} asked; this runstream server has no --workers)"
 
 
 if __name__ == "__main__":

@@ -1,18 +1,24 @@
-"""Servers for benchmarks: a ``runstream server`` and a real ``mlflow server``, side by side.
+"""The one way benchmarks start servers: runstream, MLflow's server, a null server, Redis.
 
-Both are context managers that create a fresh PostgreSQL database (and, for runstream, a
-fresh Redis key prefix), start the server as a child process on a free loopback port, wait
-for its health check, yield its URL, and on exit stop the process (its whole process group:
-MLflow's uvicorn workers included) and drop what they created::
+Each is a context manager that starts a child process on a free loopback port, waits for
+its health check, yields it, and on exit stops the process (its whole process group:
+MLflow's uvicorn workers included) and drops what it created::
 
-    from bench.harness import start_mlflow, start_runstream
+    from bench.harness import start_mlflow, start_null_server, start_runstream
 
-    with start_runstream() as rs, start_mlflow() as ml:
-        print(rs.url, ml.url)
+    with start_runstream() as rs, start_mlflow() as ml, start_null_server() as null:
+        print(rs.url, ml.url, null.url)
 
-Stores default to the PostgreSQL and Redis on 127.0.0.1 (``BenchStores.from_env``:
-``RUNSTREAM_BENCH_PG``/``RUNSTREAM_TEST_DATABASE_URL`` and ``RUNSTREAM_BENCH_REDIS``).
-Only loopback addresses are used.
+- ``start_runstream``: ``runstream server`` on a fresh PostgreSQL database and Redis key
+  prefix. Redis is, unless told otherwise, a dedicated ``redis-server`` (or the embedded
+  Valkey) with persistence as deployed (``--appendonly yes --appendfsync everysec``, as in
+  ``compose.yaml``): never the shared one on 6379, whose persistence is whatever it is.
+- ``start_mlflow``: ``mlflow server`` on a fresh PostgreSQL database, as MLflow users run it.
+- ``start_null_server``: ``bench/null_server.py``, the floor of the per-call benchmarks.
+
+Both tracking servers get the same warm-up (``warm_up``) before anything is measured.
+PostgreSQL defaults to 127.0.0.1:5432 (``RUNSTREAM_BENCH_PG`` or
+``RUNSTREAM_TEST_DATABASE_URL``); every database is dropped on exit.
 """
 
 from __future__ import annotations
@@ -34,15 +40,15 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import redis
 
+ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 HEALTH_TIMEOUT = 180.0
 """Seconds a server gets to answer /health (MLflow migrates a fresh database: 10-40 s)."""
 STOP_TIMEOUT = 10.0
@@ -56,16 +62,21 @@ class ServerFailed(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class BenchStores:
-    """The external stores benchmarks use: an admin PostgreSQL DSN and a Redis URL."""
+    """The stores benchmarks use: an admin PostgreSQL DSN, and a Redis URL or None.
+
+    ``redis_url=None`` (the default) means a dedicated Redis with AOF persistence is started
+    for the run (``start_redis``); a URL (``RUNSTREAM_BENCH_REDIS``, ``--redis``) uses that
+    server as it is configured, and the report says so.
+    """
 
     pg_admin: str = DEFAULT_PG
-    redis_url: str = DEFAULT_REDIS
+    redis_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BenchStores:
         env = os.environ if environ is None else environ
         pg = env.get("RUNSTREAM_BENCH_PG") or env.get("RUNSTREAM_TEST_DATABASE_URL") or DEFAULT_PG
-        return cls(pg, env.get("RUNSTREAM_BENCH_REDIS") or DEFAULT_REDIS)
+        return cls(pg, env.get("RUNSTREAM_BENCH_REDIS") or None)
 
     def database_url(self, name: str) -> str:
         """The admin DSN with its database replaced by ``name``."""
@@ -129,6 +140,29 @@ def create_database(stores: BenchStores, name: str) -> str:
 
 def drop_database(stores: BenchStores, name: str) -> None:
     asyncio.run(_admin(stores.pg_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def table_bytes(database_url: str) -> dict[str, int]:
+    """``pg_total_relation_size`` (heap, indexes, TOAST) of every table in the database's
+    own schemas, after ``VACUUM ANALYZE``: what the data costs on disk, all of it."""
+    return asyncio.run(_table_bytes(database_url))
+
+
+async def _table_bytes(database_url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        await conn.execute("VACUUM ANALYZE")
+        rows = await conn.fetch(
+            "SELECT n.nspname || '.' || c.relname AS name,"
+            " pg_total_relation_size(c.oid) AS bytes"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p', 'm')"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND n.nspname NOT LIKE 'pg_toast%'"
+        )
+    finally:
+        await conn.close()
+    return {str(r["name"]): int(r["bytes"]) for r in rows}
 
 
 def delete_prefix(redis_url: str, prefix: str) -> int:
@@ -195,7 +229,9 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def _spawn(argv: Sequence[str], log: IO[bytes], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: Sequence[str], log: IO[bytes] | int, env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
     # Own session: stop_process signals the group, so MLflow's uvicorn workers go too.
     return subprocess.Popen(
         list(argv),
@@ -207,11 +243,85 @@ def _spawn(argv: Sequence[str], log: IO[bytes], env: Mapping[str, str]) -> subpr
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RedisServer:
+    """A Redis the benchmark started (or was given): its URL and how it persists."""
+
+    url: str
+    persistence: str
+
+
+def redis_binary() -> str:
+    """``redis-server`` on PATH, else the embedded Valkey runstream ships with."""
+    found = shutil.which("redis-server")
+    if found is not None:
+        return found
+    from runstream.embedded import valkey_binary
+
+    return str(valkey_binary())
+
+
+def _redis_ready(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def start_redis(health_timeout: float = 30.0) -> Iterator[RedisServer]:
+    """A dedicated Redis on a free loopback port, persisting as deployed: AOF on,
+    ``appendfsync everysec``, no RDB snapshots (``compose.yaml``'s and the embedded
+    store's settings). Its folder is removed on exit."""
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="rs-bench-redis-"))
+    log_path = workdir / "redis.log"
+    argv = [
+        redis_binary(), "--port", str(port), "--bind", HOST, "--dir", str(workdir),
+        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+        "--daemonize", "no", "--protected-mode", "yes", "--logfile", str(log_path),
+    ]  # fmt: skip
+    url = f"redis://{HOST}:{port}/0"
+    process = _spawn(argv, subprocess.DEVNULL, os.environ)
+    try:
+        deadline = time.monotonic() + health_timeout
+        while not _redis_ready(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ServerFailed(f"redis on {url} did not start:\n" + _tail(log_path))
+            time.sleep(0.05)
+        yield RedisServer(url, "appendonly yes, appendfsync everysec")
+    finally:
+        stop_process(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+_workers_flag: bool | None = None
+
+
+def runstream_has_workers_flag() -> bool:
+    """Whether this checkout's ``runstream server`` takes ``--workers N`` (issue 12 adds it)."""
+    global _workers_flag
+    if _workers_flag is None:
+        done = subprocess.run(
+            [sys.executable, "-m", "runstream", "server", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        _workers_flag = "--workers" in done.stdout
+    return _workers_flag
+
+
 @contextlib.contextmanager
 def start_runstream(
     stores: BenchStores | None = None,
     *,
     run_projector: bool = True,
+    workers: int | None = None,
     flags: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     health_timeout: float = HEALTH_TIMEOUT,
@@ -219,10 +329,36 @@ def start_runstream(
     """``runstream server`` on a fresh database and Redis prefix; yields the running server.
 
     ``run_projector=False`` serves ingest and api only (nothing is applied to PostgreSQL:
-    for measuring ingest alone). ``flags`` are extra ``runstream server`` flags
-    (``["--shards", "16"]``).
+    for measuring ingest alone). ``workers`` is passed as ``--workers N`` when the CLI has
+    that flag (``Server.workers`` says what ran; without the flag it is 1 and
+    ``Server.extra["workers_note"]`` says why). ``flags`` are extra ``runstream server``
+    flags (``["--shards", "16"]``). Without ``stores.redis_url`` a dedicated AOF Redis is
+    started for this server alone.
     """
     stores = stores or BenchStores.from_env()
+    if stores.redis_url is None:
+        with start_redis() as own:
+            dedicated = BenchStores(stores.pg_admin, own.url)
+            with start_runstream(
+                dedicated,
+                run_projector=run_projector,
+                workers=workers,
+                flags=flags,
+                env=env,
+                health_timeout=health_timeout,
+            ) as server:
+                yield server
+        return
+    redis_url = stores.redis_url
+    extra: dict[str, str] = {}
+    worker_flags: list[str] = []
+    ran_workers = 1
+    if workers is not None:
+        if runstream_has_workers_flag():
+            worker_flags = ["--workers", str(workers)]
+            ran_workers = workers
+        else:
+            extra["workers_note"] = f"--workers {workers} asked, but runstream server lacks it"
     token = uuid.uuid4().hex[:10]
     db_name = f"rs_bench_{token}"
     prefix = f"rsbench{token}"
@@ -235,13 +371,14 @@ def start_runstream(
         argv = [
             sys.executable, "-m", "runstream", "server",
             "--database-url", database_url,
-            "--redis-url", stores.redis_url,
+            "--redis-url", redis_url,
             "--stream-prefix", prefix,
             "--host", HOST,
             "--port", str(port),
             "--data-dir", str(workdir / "data"),
             "--log-level", "WARNING",
             "--run-projector" if run_projector else "--no-run-projector",
+            *worker_flags,
             *flags,
         ]  # fmt: skip
         child_env = {**os.environ, **(env or {})}
@@ -249,12 +386,21 @@ def start_runstream(
             process = _spawn(argv, log, child_env)
         url = f"http://{HOST}:{port}"
         wait_healthy(url, process, health_timeout, log_path)
-        yield Server("runstream", url, database_url, process, log_path, prefix=prefix)
+        yield Server(
+            "runstream",
+            url,
+            database_url,
+            process,
+            log_path,
+            prefix=prefix,
+            workers=ran_workers,
+            extra=extra,
+        )
     finally:
         if process is not None:
             stop_process(process)
         with contextlib.suppress(Exception):
-            delete_prefix(stores.redis_url, prefix)
+            delete_prefix(redis_url, prefix)
         with contextlib.suppress(Exception):
             drop_database(stores, db_name)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -318,6 +464,65 @@ def start_mlflow(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def start_null_server(health_timeout: float = 60.0) -> Iterator[Server]:
+    """``bench/null_server.py`` in its own process: MLflow's routes answered at once."""
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="null-bench-"))
+    log_path = workdir / "server.log"
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        argv = [sys.executable, "-m", "bench.null_server", "--host", HOST, "--port", str(port)]
+        with open(log_path, "wb") as log:
+            process = _spawn(argv, log, {**os.environ, "PYTHONPATH": str(ROOT)})
+        url = f"http://{HOST}:{port}"
+        wait_healthy(url, process, health_timeout, log_path)
+        yield Server("null", url, "", process, log_path)
+    finally:
+        if process is not None:
+            stop_process(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- warm-up ---------------------------------------------------------------------------------
+
+WARM_ROUNDS = 3
+WARM_CONCURRENCY = 8
+
+
+def warm_up(url: str) -> None:
+    """The same warm-up for every tracking server before it is measured: rounds of
+    concurrent cheap MLflow reads (experiments/search, runs/search, get-history of an absent
+    series), so every worker process has imported its code and opened its connections
+    (MLflow's uvicorn workers import lazily: their first calls take seconds longer)."""
+    asyncio.run(_warm_up(url))
+
+
+async def _warm_up(url: str) -> None:
+    import aiohttp
+
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/api/2.0/mlflow/experiments/search", {"max_results": 1}),
+        ("POST", "/api/2.0/mlflow/runs/search", {"experiment_ids": ["0"], "max_results": 1}),
+        ("GET", "/api/2.0/mlflow/metrics/get-history",
+         {"run_id": "0" * 32, "metric_key": "absent", "max_results": "10"}),
+    ]  # fmt: skip
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+
+        async def one(i: int) -> None:
+            method, path, body = calls[i % len(calls)]
+            if method == "GET":
+                async with http.get(url + path, params=body) as resp:
+                    await resp.read()
+            else:
+                async with http.post(url + path, json=body) as resp:
+                    await resp.read()
+
+        for _ in range(WARM_ROUNDS):
+            await asyncio.gather(*(one(i) for i in range(WARM_CONCURRENCY)))
+
+
 # -- machine facts ---------------------------------------------------------------------------
 
 
@@ -343,12 +548,23 @@ def machine_facts(stores: BenchStores | None = None) -> dict[str, str]:
     with contextlib.suppress(Exception):
         facts["postgresql"] = asyncio.run(_pg_version(stores.pg_admin))
     with contextlib.suppress(Exception):
-        client = redis.Redis.from_url(stores.redis_url)
-        try:
-            info = client.info("server")
-            facts["redis"] = str(info.get("redis_version", "?"))
-        finally:
-            client.close()
+        if stores.redis_url is None:
+            version = subprocess.run(
+                [redis_binary(), "--version"], capture_output=True, text=True, timeout=10
+            ).stdout.split()
+            facts["redis"] = (
+                next((w.split("=", 1)[1] for w in version if w.startswith("v=")), "?")
+                + " (dedicated, appendonly yes, appendfsync everysec)"
+            )
+        else:
+            client = redis.Redis.from_url(stores.redis_url)
+            try:
+                info = client.info("server")
+                facts["redis"] = (
+                    f"{info.get('redis_version', '?')} ({stores.redis_url}, as configured)"
+                )
+            finally:
+                client.close()
     with contextlib.suppress(Exception):
         import mlflow
 

@@ -1,50 +1,24 @@
-"""Native ingest throughput: msgpack batches of packed metric points, posted over HTTP.
-
-Starts the ingest app in its own process (on a fresh, migrated database and its own Redis
-prefix, both removed afterwards), then posts pre-encoded batches from this process with a few
-requests in flight, and prints one JSON line per measurement:
-
-    .venv/bin/python bench/ingest_throughput.py --seconds 5 --points 10000 --concurrency 8
-
-No projector runs, so the stream only grows: keep runs short (every point is kept in Redis
-until the prefix is deleted at the end).
+"""A driver of ingest at its ceiling: pre-encoded msgpack batches of packed metric points,
+posted over HTTP with a few requests in flight (``drive``), and the request bodies
+(``batch_body``, ``post``). Used by ``bench/write_workloads.py`` (``ingest_acceptance``,
+``end_to_end``'s latency) against a server ``bench.harness`` started.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import multiprocessing
-import socket
 import time
 import uuid
 from typing import Any
 
 import aiohttp
-import asyncpg
 import msgpack
-import redis.asyncio as aioredis
-from aiohttp import web
 
-from runstream.ingest import create_app
-from runstream.projector.migrations import migrate_dsn
 from runstream.schemas import codec
 from runstream.schemas import runs as rn
 from runstream.schemas.metrics import MetricSeries, MetricsLogged
-from runstream.settings import Settings
 
 EVENTS = "/api/runstream/v1/events"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve(settings: Settings) -> None:
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
 
 
 def batch_body(run_id: str, points: int, keys: int, step0: int) -> bytes:
@@ -74,7 +48,11 @@ async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> dict[st
         return answer
 
 
-async def drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
+async def drive(
+    url: str, seconds: float, points: int = 10_000, keys: int = 10, concurrency: int = 8
+) -> dict[str, Any]:
+    """Post ``points``-point batches over ``keys`` series from ``concurrency`` loops for
+    ``seconds``; returns points/s accepted and the request latencies."""
     async with aiohttp.ClientSession() as session:
         for _ in range(100):
             try:
@@ -82,7 +60,7 @@ async def drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
                     break
             except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.1)
-        runs = [uuid.uuid4().hex for _ in range(args.concurrency)]
+        runs = [uuid.uuid4().hex for _ in range(concurrency)]
         for run_id in runs:
             created = rn.RunCreated(run_id, "0", "bench", "bench", int(time.time() * 1000), "")
             await post(
@@ -90,11 +68,11 @@ async def drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 url,
                 msgpack.packb({"events": [codec.event_to_obj(created)]}, use_bin_type=True),
             )
-        bodies = [batch_body(r, args.points, args.keys, 0) for r in runs]
+        bodies = [batch_body(r, points, keys, 0) for r in runs]
         accepted = 0
         requests = 0
         latencies: list[float] = []
-        deadline = time.perf_counter() + args.seconds
+        deadline = time.perf_counter() + seconds
 
         async def worker(body: bytes) -> None:
             nonlocal accepted, requests
@@ -111,9 +89,9 @@ async def drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
     latencies.sort()
     return {
         "bench": "ingest_throughput",
-        "points_per_request": args.points,
-        "series_per_request": args.keys,
-        "concurrency": args.concurrency,
+        "points_per_request": points,
+        "series_per_request": keys,
+        "concurrency": concurrency,
         "body_bytes": len(bodies[0]),
         "requests": requests,
         "points": accepted,
@@ -123,64 +101,3 @@ async def drive(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
         "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 2),
     }
-
-
-async def with_database(admin_url: str, name: str, create: bool) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        if create:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-async def delete_prefix(redis_url: str, prefix: str) -> None:
-    client = aioredis.from_url(redis_url)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--points", type=int, default=10_000)
-    parser.add_argument("--keys", type=int, default=10, help="series per request")
-    parser.add_argument("--concurrency", type=int, default=8)
-    args = parser.parse_args()
-
-    db_name = f"rs_bench_{uuid.uuid4().hex[:12]}"
-    prefix = f"rsbench{uuid.uuid4().hex[:8]}"
-    database_url = args.pg.rsplit("/", 1)[0] + "/" + db_name
-    asyncio.run(with_database(args.pg, db_name, create=True))
-    server = None
-    try:
-        asyncio.run(migrate_dsn(database_url))
-        settings = Settings(
-            database_url=database_url,
-            redis_url=args.redis,
-            stream_prefix=prefix,
-            port=free_port(),
-            backlog_limit=10**9,
-        )
-        server = multiprocessing.get_context("spawn").Process(target=serve, args=(settings,))
-        server.start()
-        result = asyncio.run(drive(f"http://127.0.0.1:{settings.port}", args))
-        print(json.dumps(result), flush=True)
-    finally:
-        if server is not None:
-            server.terminate()
-            server.join(10)
-        asyncio.run(delete_prefix(args.redis, prefix))
-        asyncio.run(with_database(args.pg, db_name, create=False))
-
-
-if __name__ == "__main__":
-    main()

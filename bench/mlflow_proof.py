@@ -1,12 +1,12 @@
 """The MLflow compatibility proof: the same client-level tests against MLflow and runstream.
 
 Runs ``tests/e2e/mlflow`` twice, once against ``mlflow server`` (``RUNSTREAM_COMPAT_TARGET=
-mlflow``: PostgreSQL backend store, ``--artifacts-destination``) and once against runstream,
-and prints one JSON line per test and target, then one summary line per target::
+mlflow``: PostgreSQL backend store, ``--artifacts-destination``) and once against runstream;
+one result per target (tests passed, of those run), every test's outcome in its detail::
 
-    python bench/mlflow_proof.py [test paths] [extra pytest args]
+    python -m bench --only mlflow_proof
 
-Test paths default to the whole ``tests/e2e/mlflow`` directory.
+Not part of the default run (it is a test suite, minutes long, not a speed figure).
 
 Outcomes: ``passed``, ``failed``, ``skipped``, ``xfailed`` (a known gap, named in the
 test's reason), ``xpassed``.
@@ -14,14 +14,16 @@ test's reason), ``xpassed``.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
+
+from bench.report import Context, Result
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = "tests/e2e/mlflow"
@@ -68,22 +70,30 @@ def run_target(target: str, extra: list[str]) -> tuple[list[dict[str, str]], flo
     return rows, elapsed
 
 
-def main(argv: list[str]) -> int:
-    if not any(not arg.startswith("-") for arg in argv):
-        argv = [TESTS, *argv]
-    exit_code = 0
+SECTION = "MLflow compatibility proof (tests/e2e/mlflow on both servers)"
+
+
+def mlflow_proof(ctx: Context) -> list[Result]:
+    """``tests/e2e/mlflow`` against MLflow's server, then against runstream."""
+    results = []
     for target in TARGETS:
-        rows, elapsed = run_target(target, argv)
+        rows, elapsed = run_target(target, [TESTS])
         counts: dict[str, int] = {}
         for row in rows:
-            print(json.dumps(row), flush=True)
             counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
-        summary = {"target": target, "summary": counts, "seconds": round(elapsed, 1)}
-        print(json.dumps(summary), flush=True)
-        if counts.get("failed"):
-            exit_code = 1
-    return exit_code
+        results.append(
+            Result(
+                f"mlflow_proof_{target}",
+                SECTION,
+                f"tests of {TESTS} passed against {target} (of {len(rows)}; "
+                + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+                + f"; {elapsed:.0f} s)",
+                float(counts.get("passed", 0)),
+                "tests",
+                detail={"counts": counts, "tests": rows},
+            )
+        )
+    return results
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+WORKLOADS: dict[str, Callable[[Context], list[Result]]] = {"mlflow_proof": mlflow_proof}

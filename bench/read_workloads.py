@@ -1,11 +1,12 @@
 """The read path (issue 6), runstream beside a real ``mlflow server`` on the same data.
 
-Each workload is ``fn(ctx) -> list[Result]``; ``bench/read_scale.py`` re-exports
-``WORKLOADS`` so ``python -m bench`` picks them up. Data is loaded directly into both
-servers' databases (runstream's chunks by COPY as the projector lays them out; MLflow's
-``metrics``/``latest_metrics``/``runs``/``params``/``tags`` rows by COPY, as its SQL store
-writes them), then both servers answer over HTTP. Loading 10^6 points through MLflow's API
-would take hours; its server reads the rows all the same.
+Each workload is ``fn(ctx) -> list[Result]``, named in ``WORKLOADS``. Data is loaded
+directly into both servers' databases by ``bench/loaders.py`` (runstream's chunks by COPY as
+the projector lays them out; MLflow's ``metrics``/``latest_metrics``/``runs`` rows by COPY,
+as its SQL store writes them), then both servers answer over HTTP, after the same warm-up.
+Loading 10^6 points through MLflow's API would take hours; its server reads the rows all the
+same. (The reads measured through the real ``mlflow`` client, after writing through it, are
+``bench/mlflow_protocol.py``'s.)
 
 - ``read_history``: whole history of one series, via the MLflow route (``get-history``,
   following page tokens of 25,000 points as ``MlflowClient.get_metric_history`` does) on both
@@ -15,10 +16,7 @@ would take hours; its server reads the rows all the same.
   closest, ``get-history-bulk-interval`` with ``max_results=1000``).
 - ``read_bulk``: 50 runs x 5 keys, whole (runstream's bulk route vs 250 ``get-history``
   calls) and 500 points per series (vs 5 ``get-history-bulk-interval`` calls of 50 runs).
-- ``read_search``: ``runs/search`` with a filter, an order and 100 results, over 1,000 and
-  100,000 runs (``bench/search_scale.py``'s population), and runstream's search function.
 - ``read_live``: SSE latency with 100 connected clients (runstream only).
-- ``storage_bytes``: bytes per point on disk vs MLflow's layout.
 
 Every loop is bounded by a count and a deadline; only loopback servers are used.
 """
@@ -26,6 +24,7 @@ Every loop is bounded by a count and a deadline; only loopback servers are used.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,8 +33,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 import msgpack
+import numpy as np
 import orjson
 
+from bench import loaders
 from bench.harness import Server
 from bench.report import Context, Result, Target, median, missing, percentile, summarize
 
@@ -48,9 +49,6 @@ MAX_PAGES = 1_000
 V1 = "/api/runstream/v1"
 HISTORY = "/api/2.0/mlflow/metrics/get-history"
 BULK_INTERVAL = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
-SEARCH = "/api/2.0/mlflow/runs/search"
-SEARCH_FILTER = "metrics.m0 > 0.5 and params.p0 = '3'"
-SEARCH_ORDER = ["metrics.m1 DESC"]
 
 _loaded: dict[tuple[str, str, int], str] = {}
 """(server url, key, points) -> run id of a series already loaded into that server's
@@ -195,28 +193,10 @@ def mlflow_bulk_call(
     return call
 
 
-def search_call(
-    http: aiohttp.ClientSession, url: str, experiment_id: int, found: list[str]
-) -> Callable[[], Awaitable[None]]:
-    """``POST runs/search`` (the module's query, top 100); ``found`` gets the run ids."""
-
-    async def call() -> None:
-        body = {"experiment_ids": [str(experiment_id)], "filter": SEARCH_FILTER,
-                "order_by": SEARCH_ORDER, "max_results": 100}  # fmt: skip
-        async with http.post(
-            url + SEARCH, json=body, timeout=aiohttp.ClientTimeout(total=MLFLOW_CAP)
-        ) as resp:
-            data = await resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"{url}{SEARCH}: {resp.status} {data[:200]!r}")
-        found[:] = [r["info"]["run_id"] for r in orjson.loads(data).get("runs", ())]
-
-    return call
-
-
 async def warm(http: aiohttp.ClientSession, url: str, run_id: str = "") -> None:
     """Rounds of concurrent cheap calls, so every worker of the server has served requests
-    (MLflow's uvicorn workers import lazily: their first calls take seconds longer)."""
+    (MLflow's uvicorn workers import lazily: their first calls take seconds longer). Both
+    servers get the same calls before each measurement (``warm_both``)."""
 
     async def one(i: int) -> None:
         if run_id and i % 2:
@@ -232,6 +212,19 @@ async def warm(http: aiohttp.ClientSession, url: str, run_id: str = "") -> None:
         await asyncio.gather(*(one(i) for i in range(8)))
 
 
+async def warm_both(
+    http: aiohttp.ClientSession,
+    rs_url: str,
+    rs_run: str,
+    ml_server: Server | None,
+    ml_run: str | None,
+) -> None:
+    """The same warm-up on both servers before a measurement (issue 12's "warmed alike")."""
+    await warm(http, rs_url, rs_run)
+    if ml_server is not None:
+        await warm(http, ml_server.url, ml_run or "")
+
+
 def _ms(samples: list[float]) -> float:
     return median(samples) * 1000
 
@@ -242,16 +235,14 @@ def _detail(samples: list[float]) -> dict[str, Any]:
 
 async def _runstream_series(server: Server, n: int) -> str:
     """A run with series ``m<n>`` (``n`` points) in runstream's database; cached per server."""
-    from bench import read_scale as rs
-
     cached = _loaded.get((server.url, "m", n))
     if cached:
         return cached
     run_id = uuid.uuid4().hex
     conn = await asyncpg.connect(server.database_url)
     try:
-        await rs.insert_run(conn, run_id)
-        await rs.load_series(conn, run_id, f"m{n}", rs.training_curve(n, n))
+        await loaders.insert_run(conn, run_id)
+        await loaders.load_series(conn, run_id, f"m{n}", loaders.training_curve(n, n))
         await conn.execute("VACUUM ANALYZE metric_chunks")
         await conn.execute("VACUUM ANALYZE metric_series")
     finally:
@@ -262,17 +253,15 @@ async def _runstream_series(server: Server, n: int) -> str:
 
 async def _mlflow_series(server: Server, n: int) -> str:
     """The same series in MLflow's tables (``metrics`` + ``latest_metrics``); cached."""
-    from bench import read_scale as rs
-
     cached = _loaded.get((server.url, "m", n))
     if cached:
         return cached
     run_id = uuid.uuid4().hex
     conn = await asyncpg.connect(server.database_url)
     try:
-        experiment = await rs.mlflow_experiment(conn, f"bench-read-{run_id[:8]}")
-        await rs.insert_mlflow_run(conn, run_id, experiment)
-        await rs.load_mlflow_series(conn, run_id, f"m{n}", rs.training_curve(n, n))
+        experiment = await loaders.mlflow_experiment(conn, f"bench-read-{run_id[:8]}")
+        await loaders.insert_mlflow_run(conn, run_id, experiment)
+        await loaders.load_mlflow_series(conn, run_id, f"m{n}", loaders.training_curve(n, n))
         await conn.execute("VACUUM ANALYZE metrics")
         await conn.execute("VACUUM ANALYZE latest_metrics")
     finally:
@@ -320,6 +309,7 @@ async def _read_history(
             ml_run = await _mlflow_series(ml_server, n) if ml_server else None
             load_s = time.perf_counter() - t0
             key = f"m{n}"
+            await warm_both(http, rs_server.url, run_id, ml_server, ml_run)
             route = await sample(
                 history_call(http, rs_server.url, run_id, key, n, 60.0), repeats, budget
             )
@@ -334,7 +324,6 @@ async def _read_history(
             ml_detail: dict[str, Any] = {}
             note = ""
             if ml_server and ml_run:
-                await warm(http, ml_server.url, ml_run)
                 mlflow_read = history_call(http, ml_server.url, ml_run, key, n, MLFLOW_CAP)
                 try:
                     ml = await capped(mlflow_read, repeats, budget)
@@ -403,6 +392,7 @@ async def _read_downsample(
     run_id = await _runstream_series(rs_server, n)
     ml_run = await _mlflow_series(ml_server, n) if ml_server else None
     async with _session() as http:
+        await warm_both(http, rs_server.url, run_id, ml_server, ml_run)
         http_s = await sample(
             lambda: native_history(http, rs_server.url, run_id, key, points="1000"),
             repeats,
@@ -421,7 +411,6 @@ async def _read_downsample(
         note = ""
         if ml_server and ml_run:
             ml_url = ml_server.url
-            await warm(http, ml_url, ml_run)
 
             async def interval(ml_run: str = ml_run) -> None:
                 deadline = time.monotonic() + MLFLOW_CAP
@@ -475,29 +464,29 @@ def read_bulk(ctx: Context) -> list[Result]:
 async def _read_bulk(
     ctx: Context, rs_server: Server, ml_server: Server | None, runs: int, keys: int, n: int
 ) -> list[Result]:
-    from bench import read_scale as rs
-
     repeats, budget = _budget(ctx)
     run_ids = [uuid.uuid4().hex for _ in range(runs)]
     t0 = time.perf_counter()
     conn = await asyncpg.connect(rs_server.database_url)
     try:
         for i, run_id in enumerate(run_ids):
-            await rs.insert_run(conn, run_id)
+            await loaders.insert_run(conn, run_id)
             for k in range(keys):
-                await rs.load_series(conn, run_id, f"k{k}", rs.training_curve(n, i * keys + k))
+                await loaders.load_series(
+                    conn, run_id, f"k{k}", loaders.training_curve(n, i * keys + k)
+                )
         await conn.execute("VACUUM ANALYZE metric_chunks")
     finally:
         await conn.close()
     if ml_server:
         conn = await asyncpg.connect(ml_server.database_url)
         try:
-            experiment = await rs.mlflow_experiment(conn, f"bench-bulk-{run_ids[0][:8]}")
+            experiment = await loaders.mlflow_experiment(conn, f"bench-bulk-{run_ids[0][:8]}")
             for i, run_id in enumerate(run_ids):
-                await rs.insert_mlflow_run(conn, run_id, experiment)
+                await loaders.insert_mlflow_run(conn, run_id, experiment)
                 for k in range(keys):
-                    values = rs.training_curve(n, i * keys + k)
-                    await rs.load_mlflow_series(conn, run_id, f"k{k}", values)
+                    values = loaders.training_curve(n, i * keys + k)
+                    await loaders.load_mlflow_series(conn, run_id, f"k{k}", values)
             await conn.execute("VACUUM ANALYZE metrics")
         finally:
             await conn.close()
@@ -505,6 +494,7 @@ async def _read_bulk(
     series = [{"run_id": r, "key": f"k{k}"} for r in run_ids for k in range(keys)]
     results: list[Result] = []
     async with _session() as http:
+        await warm_both(http, rs_server.url, run_ids[0], ml_server, run_ids[0])
         for points in (None, 500):
             body = {"series": series} | ({"points": points} if points else {})
             size = 0
@@ -527,7 +517,6 @@ async def _read_bulk(
             ml_detail: dict[str, Any] = {}
             note = ""
             if ml_server:
-                await warm(http, ml_server.url, run_ids[0])
                 theirs = mlflow_bulk_call(http, ml_server.url, run_ids, keys, points)
                 try:
                     ml = await capped(theirs, max(1, repeats // 2), budget)
@@ -563,111 +552,6 @@ async def _read_bulk(
     return results
 
 
-# -- search --------------------------------------------------------------------------------
-
-
-def read_search(ctx: Context) -> list[Result]:
-    """runs/search, filter + order + top 100, on both servers over the same runs."""
-    sizes = [1_000] if ctx.quick else [1_000, 100_000]
-    return asyncio.run(_read_search(ctx, *_servers(ctx), sizes))
-
-
-async def _read_search(
-    ctx: Context, rs_server: Server, ml_server: Server | None, sizes: list[int]
-) -> list[Result]:
-    from bench import search_scale as ss
-    from runstream.api.mlflow.search import search_runs
-
-    repeats, budget = _budget(ctx)
-    repeats *= 3
-    base = 2_000_000_000 + int(uuid.uuid4().hex[:6], 16) * 10
-    by_size = {base + i: n for i, n in enumerate(sizes)}
-    t0 = time.perf_counter()
-    data = ss.generate(by_size, seed=42, first=int(uuid.uuid4().hex[:12], 16) << 40)
-    conn = await asyncpg.connect(rs_server.database_url)
-    try:
-        await ss.load_runstream(conn, data)
-        await conn.execute("VACUUM ANALYZE")
-    finally:
-        await conn.close()
-    ml_ids: dict[int, int] = {}
-    if ml_server:
-        conn = await asyncpg.connect(ml_server.database_url)
-        try:
-            ml_ids = await ss.load_mlflow(conn, data)
-            await conn.execute("VACUUM ANALYZE")
-        finally:
-            await conn.close()
-    load_s = time.perf_counter() - t0
-    del data
-    results: list[Result] = []
-    async with _session() as http:
-        conn = await asyncpg.connect(rs_server.database_url)
-        try:
-            for experiment_id, n in by_size.items():
-                found: dict[str, list[str]] = {"rs": [], "mlflow": []}
-                ours = await sample(
-                    search_call(http, rs_server.url, experiment_id, found["rs"]), repeats, budget
-                )
-
-                async def native(experiment_id: int = experiment_id) -> None:
-                    await search_runs(
-                        conn, experiment_ids=[str(experiment_id)], filter_string=SEARCH_FILTER,
-                        order_by=SEARCH_ORDER, max_results=100,
-                    )  # fmt: skip
-
-                native_s = await sample(native, repeats, budget)
-                ml_ms: float | None = None
-                ml_detail: dict[str, Any] = {}
-                note = ""
-                if ml_server:
-                    await warm(http, ml_server.url)
-                    call = search_call(http, ml_server.url, ml_ids[experiment_id], found["mlflow"])
-                    try:
-                        ml = await capped(call, repeats, budget)
-                        ml_ms, ml_detail = _ms(ml), _detail(ml)
-                        ml_detail["same_runs_in_order"] = found["mlflow"] == found["rs"]
-                    except CapExceeded:
-                        ml_ms = MLFLOW_CAP * 1000
-                        note = f"MLflow > {MLFLOW_CAP:.0f} s cap"
-                query = f'filter "{SEARCH_FILTER}", order by {SEARCH_ORDER[0]}, top 100'
-                label = f"{n // 1000}k"
-                results.append(
-                    Result(
-                        f"read_search_{label}",
-                        SECTION,
-                        f"POST runs/search over {n:,} runs (10 params, 10 metrics each): " + query,
-                        _ms(ours),
-                        "ms",
-                        better="lower",
-                        target=Target("<=", 15 if n <= 1_000 else 100),
-                        mlflow_value=ml_ms,
-                        detail={
-                            "runstream": _detail(ours),
-                            "mlflow": ml_detail,
-                            "returned": len(found["rs"]),
-                            "load_s": load_s,
-                        },
-                        note=note,
-                    )
-                )
-                results.append(
-                    Result(
-                        f"read_search_{label}_native",
-                        SECTION,
-                        f"runstream's search_runs() over {n:,} runs, same query "
-                        "(run ids only, warm connection)",
-                        _ms(native_s),
-                        "ms",
-                        better="lower",
-                        detail={"runstream": _detail(native_s)},
-                    )
-                )
-        finally:
-            await conn.close()
-    return results
-
-
 # -- live ----------------------------------------------------------------------------------
 
 
@@ -677,15 +561,8 @@ def read_live(ctx: Context) -> list[Result]:
 
 
 async def _read_live(server: Server, clients: int, writes: int) -> list[Result]:
-    from bench import read_scale as rs
-
-    pool = await asyncpg.create_pool(server.database_url, min_size=1, max_size=2)
-    try:
-        async with _session() as http:
-            b = rs.Bench(server.url, server.database_url, pool, http)
-            latencies = await rs.live_latencies(b, clients, writes, 0.05)
-    finally:
-        await pool.close()
+    async with _session() as http:
+        latencies = await live_latencies(http, server.url, clients, writes, 0.05)
     if len(latencies) < clients * writes:
         return [missing("read_live_p99", SECTION, "live latency", "ms",
                         f"{len(latencies)} of {clients * writes} deliveries")]  # fmt: skip
@@ -699,38 +576,148 @@ async def _read_live(server: Server, clients: int, writes: int) -> list[Result]:
     ]  # fmt: skip
 
 
-# -- bytes per point -----------------------------------------------------------------------
+async def live_latencies(
+    http: aiohttp.ClientSession, url: str, clients: int = 100, writes: int = 50, gap: float = 0.05
+) -> list[float]:
+    """Seconds from ingest's 200 to each SSE client's event, for every (write, client)."""
+    run_id = uuid.uuid4().hex
+    created = {"type": "run_created", "run_id": run_id, "experiment_id": "0", "user_id": "b",
+               "run_name": "live", "start_time": 1, "artifact_uri": "", "tags": []}  # fmt: skip
+    await _post(http, url, [created], wait=True)
+    accepted: dict[int, float] = {}
+    latencies: list[float] = []
+    ready = 0
+    all_ready = asyncio.Event()
 
+    async def client() -> None:
+        nonlocal ready
+        async with http.get(
+            f"{url}{V1}/live",
+            params={"runs": run_id, "keys": "loss"},
+            timeout=aiohttp.ClientTimeout(total=None),
+        ) as resp:
+            seen = 0
+            data = b""
+            async for raw in resp.content:
+                line = raw.rstrip(b"\n")
+                if line.startswith(b"event: ready"):
+                    ready += 1
+                    if ready == clients:
+                        all_ready.set()
+                elif line.startswith(b"data: ") and b'"steps"' in line:
+                    data = line[6:]
+                    now = time.perf_counter()
+                    for step in orjson.loads(data)["steps"]:
+                        latencies.append(now - accepted[step])
+                        seen += 1
+                    if seen >= writes:
+                        return
 
-def storage_bytes(ctx: Context) -> list[Result]:
-    """Bytes per point on disk, runstream's chunks vs MLflow's per-row ``metrics``."""
-    from bench import read_scale as rs
-
-    runs, keys, n = 10, 10, ctx.size(1_000, 10_000)
-    token = uuid.uuid4().hex[:8]
-    names = (f"rs_bench_bytes_{token}", f"mlflow_bench_bytes_{token}")
-    got = asyncio.run(rs.measure_bytes(runs, keys, n, names=names, drop=True))
-    return [
-        Result(
-            "storage_bytes",
-            SECTION,
-            f"bytes per point on disk (table + indexes + TOAST), {got['points']:,} points in "
-            f"{got['series']} series; MLflow column: its metrics + latest_metrics",
-            got["runstream_bytes_per_point"],
-            "B",
-            better="lower",
-            target=Target(">=", 3, on_ratio=True),
-            mlflow_value=got["mlflow_bytes_per_point"],
-            detail=got,
+    tasks = [asyncio.create_task(client()) for _ in range(clients)]
+    await asyncio.wait_for(all_ready.wait(), 60)
+    for step in range(writes):
+        values = np.array([step], "<i8")
+        event = {"type": "metrics_logged", "run_id": run_id, "series": [{
+            "key": "loss", "steps": values.tobytes(), "timestamps": values.tobytes(),
+            "values": values.astype("<f8").tobytes()}]}  # fmt: skip
+        await _post(
+            http,
+            url,
+            [event],
+            wait=False,
+            on_accept=functools.partial(_stamp, accepted, step),
         )
-    ]
+        await asyncio.sleep(gap)
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    return latencies
+
+
+def _stamp(accepted: dict[int, float], step: int) -> None:
+    accepted[step] = time.perf_counter()
+
+
+async def _post(
+    http: aiohttp.ClientSession,
+    url: str,
+    events: list[dict[str, Any]],
+    wait: bool,
+    on_accept: Callable[[], None] | None = None,
+) -> None:
+    async with http.post(
+        f"{url}{V1}/events",
+        data=msgpack.packb({"events": events}, use_bin_type=True),
+        params={"wait": "1"} if wait else {},
+        headers={"Content-Type": "application/msgpack"},
+    ) as resp:
+        if on_accept is not None:
+            on_accept()
+        if resp.status != 200:
+            raise RuntimeError(f"events: {resp.status} {await resp.text()}")
+
+
+# -- opt-in: runstream's search function over six queries ---------------------------------------
+
+SEARCH_QUERIES: list[tuple[str, str, list[str]]] = [
+    ("metric_param_filter_metric_order",
+     "metrics.m0 > 0.5 and params.p0 = '3'", ["metrics.m1 DESC"]),
+    ("metric_filter_metric_order", "metrics.m0 > 0.9", ["metrics.m1 DESC"]),
+    ("metric_order", "", ["metrics.m2 ASC"]),
+    ("param_tag_filter", "params.p1 = '7' and tags.team = 't2'", []),
+    ("default_order", "", []),
+    ("status_like_filter_param_order",
+     "attributes.status = 'FINISHED' and params.p3 LIKE '1%'", ["params.p4 DESC"]),
+]  # fmt: skip
+
+
+def search_queries(ctx: Context) -> list[Result]:
+    """runstream's ``search_runs()`` (SQL only, warm connection) for six query shapes over
+    ``loaders.generate``'s population (5 % deleted), in a server's fresh database."""
+    sizes = {1: ctx.size(10_000, 100_000), 2: 1_000}
+    with ctx.fresh_runstream() as server:
+        return asyncio.run(_search_queries(ctx, server.database_url, sizes))
+
+
+async def _search_queries(ctx: Context, database_url: str, sizes: dict[int, int]) -> list[Result]:
+    from runstream.api.mlflow.search import search_runs
+
+    repeats, budget = _budget(ctx)
+    conn = await asyncpg.connect(database_url)
+    results = []
+    try:
+        await loaders.load_runstream(conn, loaders.generate(sizes, seed=42))
+        await conn.execute("VACUUM ANALYZE")
+        for experiment_id, count in sizes.items():
+            for label, filter_string, order_by in SEARCH_QUERIES:
+
+                async def call(
+                    e: int = experiment_id, f: str = filter_string, o: list[str] = order_by
+                ) -> None:
+                    await search_runs(conn, experiment_ids=[str(e)], filter_string=f,
+                                      order_by=o, max_results=100)  # fmt: skip
+
+                took = await sample(call, repeats * 2, budget)
+                results.append(
+                    Result(
+                        f"search_{label}_{count // 1000}k",
+                        "runstream's search function (opt-in diagnostic)",
+                        f"search_runs() over {count:,} runs: filter {filter_string!r}, "
+                        f"order {order_by}, top 100",
+                        _ms(took),
+                        "ms",
+                        better="lower",
+                        detail=_detail(took),
+                    )
+                )
+    finally:
+        await conn.close()
+    return results
 
 
 WORKLOADS: dict[str, Callable[[Context], list[Result]]] = {
     "read_history": read_history,
     "read_downsample": read_downsample,
     "read_bulk": read_bulk,
-    "read_search": read_search,
     "read_live": read_live,
-    "storage_bytes": storage_bytes,
 }
+
+OPT_IN: dict[str, Callable[[Context], list[Result]]] = {"search_queries": search_queries}

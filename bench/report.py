@@ -1,7 +1,9 @@
 """Results of benchmarks: one ``Result`` per measurement, its JSON line, the markdown tables.
 
-Pure apart from ``Context`` (which starts servers on demand) and the two writers
-(``write_results``, ``write_markdown``); the rest is tested in ``tests/unit``.
+The one result type, the one JSON writer (``write_results``: one file per run, named by its
+date) and the one markdown renderer (``render_results``) of ``python -m bench``. Pure apart
+from ``Context`` (which starts servers on demand) and the two writers; the rest is tested in
+``tests/unit/test_bench_report.py``.
 """
 
 from __future__ import annotations
@@ -12,14 +14,24 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, TypeVar
 
-from bench.harness import BenchStores, Server, start_mlflow, start_runstream
+from bench.harness import (
+    BenchStores,
+    RedisServer,
+    Server,
+    start_mlflow,
+    start_null_server,
+    start_redis,
+    start_runstream,
+    warm_up,
+)
 
 Better = Literal["higher", "lower"]
+N = TypeVar("N", int, float)
 
 DOCS_BEGIN = "<!-- bench:results:begin -->"
 DOCS_END = "<!-- bench:results:end -->"
@@ -62,19 +74,25 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """``value`` (or ``ratio`` against MLflow, when ``on_ratio``) must be ``op`` ``bound``."""
+    """``value`` must be ``op`` ``bound``; or, when ``on_ratio``, the ratio to MLflow; or,
+    when ``on_floor``, runstream's cost over the null server's (``Result.over_floor``)."""
 
     op: Literal[">=", "<="]
     bound: float
     on_ratio: bool = False
+    on_floor: bool = False
 
-    def met(self, value: float | None, ratio: float | None) -> bool | None:
-        subject = ratio if self.on_ratio else value
+    def met(
+        self, value: float | None, ratio: float | None, over_floor: float | None = None
+    ) -> bool | None:
+        subject = over_floor if self.on_floor else ratio if self.on_ratio else value
         if subject is None or math.isnan(subject):
             return None
         return subject >= self.bound if self.op == ">=" else subject <= self.bound
 
     def text(self, unit: str) -> str:
+        if self.on_floor:
+            return f"{self.op} {fmt_number(self.bound)}x null server"
         if self.on_ratio:
             return f"{self.op} {fmt_number(self.bound)}x MLflow"
         return f"{self.op} {fmt_number(self.bound)} {unit}".strip()
@@ -94,6 +112,9 @@ class Result:
     mlflow_value: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    floor_value: float | None = None
+    """The same call against the null server (``bench/null_server.py``): the client's own
+    cost, the floor any server's figure sits on."""
 
     @property
     def ratio(self) -> float | None:
@@ -107,10 +128,19 @@ class Result:
         return self.mlflow_value / self.value
 
     @property
+    def over_floor(self) -> float | None:
+        """How many times the null server's cost runstream's figure is (1.0: no cost)."""
+        return _times(self.value, self.floor_value, self.better)
+
+    @property
+    def mlflow_over_floor(self) -> float | None:
+        return _times(self.mlflow_value, self.floor_value, self.better)
+
+    @property
     def passed(self) -> bool | None:
         if self.target is None:
             return None
-        return self.target.met(self.value, self.ratio)
+        return self.target.met(self.value, self.ratio, self.over_floor)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -119,8 +149,18 @@ class Result:
         data["passed"] = self.passed
         data["value"] = _rounded(self.value)
         data["mlflow_value"] = _rounded(self.mlflow_value)
+        data["floor_value"] = _rounded(self.floor_value)
+        data["over_floor"] = _rounded(self.over_floor)
+        data["mlflow_over_floor"] = _rounded(self.mlflow_over_floor)
         data["detail"] = _clean(self.detail)
         return data
+
+
+def _times(value: float | None, floor: float | None, better: Better) -> float | None:
+    """``value`` as a multiple of ``floor`` (latency: value/floor; throughput: floor/value)."""
+    if value is None or floor is None or value <= 0 or floor <= 0:
+        return None
+    return value / floor if better == "lower" else floor / value
 
 
 def missing(name: str, section: str, metric: str, unit: str, why: str, **kw: Any) -> Result:
@@ -184,22 +224,33 @@ def verdict(result: Result) -> str:
     return "—" if passed is None else ("pass" if passed else "**miss**")
 
 
+def _times_text(value: float | None) -> str:
+    return f"{fmt_number(value)}x" if value is not None else "—"
+
+
 def render_table(results: Sequence[Result]) -> str:
-    """One markdown table: workload, target, runstream, MLflow, ratio, result."""
+    """One markdown table: workload, target, runstream, MLflow, ratio, result; and, when a
+    row was also measured against the null server, its figure and both servers' multiples
+    of it."""
+    floors = any(r.floor_value is not None for r in results)
+    extra = " null server | runstream ÷ null | MLflow ÷ null |" if floors else ""
     lines = [
-        "| workload | metric | target | runstream | MLflow | ratio | result |",
-        "|---|---|---|---|---|---|---|",
+        "| workload | metric | target | runstream | MLflow | ratio |" + extra + " result |",
+        "|---|---|---|---|---|---|" + ("---|---|---|" if floors else "") + "---|",
     ]
     for r in results:
         target = r.target.text(r.unit) if r.target else "—"
         mlflow = fmt_value(r.mlflow_value, r.unit) if r.mlflow_value is not None else "—"
-        ratio = f"{fmt_number(r.ratio)}x" if r.ratio is not None else "—"
+        ratio = _times_text(r.ratio)
         runstream = fmt_value(r.value, r.unit) if r.value is not None else "—"
         name = f"`{r.name}`" + (f" ({_escape(r.note)})" if r.note else "")
-        lines.append(
-            f"| {name} | {_escape(r.metric)} | {target} | {runstream} | {mlflow} | {ratio} "
-            f"| {verdict(r)} |"
-        )
+        cells = f"| {name} | {_escape(r.metric)} | {target} | {runstream} | {mlflow} | {ratio} |"
+        if floors:
+            floor = fmt_value(r.floor_value, r.unit) if r.floor_value is not None else "—"
+            cells += (
+                f" {floor} | {_times_text(r.over_floor)} | {_times_text(r.mlflow_over_floor)} |"
+            )
+        lines.append(f"{cells} {verdict(r)} |")
     return "\n".join(lines)
 
 
@@ -208,11 +259,18 @@ def _escape(text: str) -> str:
 
 
 def render_results(
-    results: Sequence[Result], facts: dict[str, str], command: str, mode: str, started: str
+    results: Sequence[Result],
+    facts: dict[str, str],
+    command: str,
+    mode: str,
+    started: str,
+    json_path: str = "",
 ) -> str:
-    """The generated part of docs/benchmarks.md: command, machine, one table per section."""
+    """The generated part of docs/benchmarks.md: command, machine, the JSON behind every
+    table, one table per section."""
+    source = f" Every figure below is in `{json_path}`." if json_path else ""
     parts = [
-        f"Generated by `{command}` ({mode} mode) on {started}.",
+        f"Generated by `{command}` ({mode} mode) on {started}.{source}",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in facts.items()) + ".",
     ]
@@ -250,8 +308,10 @@ def write_results(
     mode: str,
     started: str,
 ) -> Path:
+    """``directory/<date>.json`` (``started``'s date): one file per published run; a later
+    run on the same day replaces it."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (started.replace(":", "").replace("-", "") + ".json")
+    path = directory / (started[:10] + ".json")
     payload = {
         "started": started,
         "command": command,
@@ -269,9 +329,12 @@ def write_results(
 class Context:
     """What a workload gets: the mode, the stores, and servers started on first use.
 
-    ``runstream()`` and ``mlflow()`` share one server each for the whole ``python -m bench``
-    run (a workload that needs a fresh one uses ``bench.harness`` directly);
-    ``close()`` stops them and drops their databases.
+    ``runstream()``, ``mlflow()`` and ``null()`` share one server each for the whole
+    ``python -m bench`` run; a workload that needs a fresh runstream server uses
+    ``fresh_runstream()`` (same stores, same ``--workers``). Without an external Redis
+    (``stores.redis_url``), one dedicated Redis with AOF persistence serves every runstream
+    server of the run (each has its own key prefix). Both tracking servers get the same
+    ``warm_up`` calls when they start. ``close()`` stops everything and drops the databases.
     """
 
     def __init__(
@@ -281,25 +344,53 @@ class Context:
         stores: BenchStores | None = None,
         with_mlflow: bool = True,
         mlflow_workers: int | None = None,
+        runstream_workers: int | None = None,
         out: TextIO = sys.stdout,
     ) -> None:
         self.quick = quick
         self.stores = stores or BenchStores.from_env()
         self.with_mlflow = with_mlflow
         self.mlflow_workers = mlflow_workers
+        self.runstream_workers = runstream_workers
         self.out = out
         self._stack = contextlib.ExitStack()
         self._runstream: Server | None = None
         self._mlflow: Server | None = None
+        self._null: Server | None = None
         self._mlflow_error: str | None = None
+        self._redis: RedisServer | None = None
 
-    def size(self, quick: int, full: int) -> int:
+    def size(self, quick: N, full: N) -> N:
+        """The quick or the full size of something, by the run's mode."""
         return quick if self.quick else full
+
+    def _stores(self) -> BenchStores:
+        """The stores with a Redis URL: the external one, or the run's dedicated AOF Redis."""
+        if self.stores.redis_url is not None:
+            return self.stores
+        if self._redis is None:
+            self._redis = self._stack.enter_context(start_redis())
+        return BenchStores(self.stores.pg_admin, self._redis.url)
+
+    @contextlib.contextmanager
+    def fresh_runstream(self, *, run_projector: bool = True) -> Iterator[Server]:
+        """A runstream server of its own (fresh database and prefix), stopped on exit."""
+        with start_runstream(
+            self._stores(), run_projector=run_projector, workers=self.runstream_workers
+        ) as server:
+            yield server
 
     def runstream(self) -> Server:
         if self._runstream is None:
-            self._runstream = self._stack.enter_context(start_runstream(self.stores))
+            self._runstream = self._stack.enter_context(self.fresh_runstream())
+            warm_up(self._runstream.url)
         return self._runstream
+
+    def null(self) -> Server:
+        """The shared null server (``bench/null_server.py``)."""
+        if self._null is None:
+            self._null = self._stack.enter_context(start_null_server())
+        return self._null
 
     def mlflow(self) -> Server | None:
         """The shared MLflow server; None when disabled or when it would not start."""
@@ -311,6 +402,7 @@ class Context:
                 self._mlflow = self._stack.enter_context(
                     start_mlflow(self.stores, workers=self.mlflow_workers)
                 )
+                warm_up(self._mlflow.url)
             except Exception as exc:
                 self._mlflow_error = f"{type(exc).__name__}: {exc}"
                 print(f"bench: mlflow server failed: {exc}", file=sys.stderr)
@@ -321,6 +413,10 @@ class Context:
                 file=sys.stderr,
             )
         return self._mlflow
+
+    def fresh_mlflow(self) -> contextlib.AbstractContextManager[Server]:
+        """An MLflow server of its own (fresh database), stopped on exit."""
+        return start_mlflow(self.stores, workers=self.mlflow_workers)
 
     def close(self) -> None:
         self._stack.close()

@@ -11,53 +11,23 @@ workload in seconds); the full sizes are what the published figures use.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import os
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from bench.harness import Server, start_runstream
+from bench.harness import Server
+from bench.processes import ClientProcesses, in_processes, mlflow_env, pool
 from bench.report import Context, Result, Target, median, missing, percentile, summarize
 
 SDK = "Write path: native SDK and ingest (issue 5)"
 SIDE = "MLflow client calls: runstream vs MLflow's server (issue 5)"
 WAIT_DEADLINE = 300.0
 """Longest a workload waits for its points to become queryable (seconds)."""
-CHILD_TIMEOUT = 1800.0
-"""Longest a client process may take before the workload gives up (seconds): MLflow's
-server takes ~10-20 minutes for the full Ray-style sweep on 2 busy cores."""
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def _pool(processes: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(
-        processes, mp_context=multiprocessing.get_context("spawn"), initializer=_quiet_child
-    )
-
-
-def _quiet_child() -> None:
-    """Client processes print nothing on stdout: it carries the JSON lines of results.
-
-    (The mlflow client prints a "View run ..." line per run it ends.)
-    """
-    import logging
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-
-
-def _in_processes(fn: Callable[..., dict[str, Any]], calls: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Run ``fn(*args)`` for each args tuple, each in its own fresh process, concurrently."""
-    with _pool(len(calls)) as pool:
-        futures = [pool.submit(fn, *args) for args in calls]
-        return [f.result(timeout=CHILD_TIMEOUT) for f in futures]
 
 
 def wait_queryable(url: str, pairs: Iterable[tuple[str, str]], deadline: float) -> float:
@@ -128,7 +98,7 @@ def sdk_call_cost(ctx: Context) -> list[Result]:
     results: list[Result] = []
     # Ingest-only server: the points are accepted (the sender is really busy) but nothing
     # is projected, so the millions of points do not load the machine for what follows.
-    with start_runstream(ctx.stores, run_projector=False) as server:
+    with ctx.fresh_runstream(run_projector=False) as server:
         run = runstream.start_run(experiment="bench-sdk-cost", url=server.url)
         try:
             for keys in (1, 4, 16):
@@ -247,10 +217,10 @@ def ingest_acceptance(ctx: Context) -> list[Result]:
     """Points/s ingest accepts: from SDK processes, and from raw pre-encoded HTTP batches."""
     results: list[Result] = []
     keys = 16
-    with start_runstream(ctx.stores, run_projector=False) as server:
+    with ctx.fresh_runstream(run_projector=False) as server:
         for processes in (1, 4):
             calls = ctx.size(100_000, 400_000) // processes
-            outs = _in_processes(
+            outs = in_processes(
                 _sdk_writer,
                 [(server.url, "bench-ingest", calls, keys, 300.0)] * processes,
             )
@@ -281,12 +251,9 @@ def ingest_acceptance(ctx: Context) -> list[Result]:
 
 def _ingest_http(ctx: Context, server: Server) -> Result:
     """Reuses ``bench/ingest_throughput.py``: pre-encoded 10,000-point batches, 8 in flight."""
-    import argparse
-
     from bench import ingest_throughput
 
-    args = argparse.Namespace(seconds=ctx.size(3, 10), points=10_000, keys=10, concurrency=8)
-    out = asyncio.run(ingest_throughput.drive(server.url, args))
+    out = asyncio.run(ingest_throughput.drive(server.url, ctx.size(3, 10)))
     return Result(
         "ingest_accept_http",
         SDK,
@@ -309,7 +276,7 @@ def end_to_end(ctx: Context) -> list[Result]:
     keys = 10
     for processes in (1, 4):
         calls = ctx.size(40_000, 400_000) // processes
-        outs = _in_processes(
+        outs = in_processes(
             _sdk_writer,
             [(server.url, f"bench-e2e-{processes}", calls, keys, 300.0)] * processes,
         )
@@ -428,58 +395,9 @@ async def _paced_latency(url: str, rate: int, per_batch: int, seconds: float) ->
 # -- 4. MLflow client calls, both servers ------------------------------------------------------
 
 
-def _mlflow_env(url: str) -> None:
-    os.environ["MLFLOW_TRACKING_URI"] = url
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    import mlflow
-
-    mlflow.set_tracking_uri(url)  # the client process is reused from one workload to the next
-
-
-def _mlflow_log_batch(url: str, calls: int) -> dict[str, Any]:
-    """Child: ``MlflowClient().log_batch`` of 1,000 metrics (10 keys x 100 steps) per call."""
-    _mlflow_env(url)
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(url)
-    experiment = client.create_experiment(f"bench-batch-{uuid.uuid4().hex[:8]}")
-    run_id = client.create_run(experiment).info.run_id
-    times = []
-    now = int(time.time() * 1000)
-    for c in range(calls):
-        metrics = [
-            Metric(f"metric_{k}", c * 0.001 + s, now, c * 100 + s)
-            for s in range(100)
-            for k in range(10)
-        ]
-        t0 = time.perf_counter()
-        client.log_batch(run_id, metrics=metrics)
-        times.append(time.perf_counter() - t0)
-    client.set_terminated(run_id)
-    return {"seconds": times, "points": calls * 1000}
-
-
-def _mlflow_sync(url: str, calls: int) -> dict[str, Any]:
-    """Child: fluent ``mlflow.log_metric`` (synchronous), one call per step."""
-    _mlflow_env(url)
-    import mlflow
-
-    mlflow.set_experiment(f"bench-sync-{uuid.uuid4().hex[:8]}")
-    times = []
-    with mlflow.start_run():
-        for i in range(calls):
-            t0 = time.perf_counter()
-            mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
-            times.append(time.perf_counter() - t0)
-    return {"seconds": times}
-
-
 def _mlflow_async(url: str, calls: int) -> dict[str, Any]:
     """Child: ``mlflow.log_metric(..., synchronous=False)``, then wait for the queue."""
-    _mlflow_env(url)
+    mlflow_env(url)
     import mlflow
 
     mlflow.set_experiment(f"bench-async-{uuid.uuid4().hex[:8]}")
@@ -503,7 +421,7 @@ def _ray_style_sweep(
     step=iteration)`` per result (a ``get_run`` then one ``log_metric`` per key), and
     ``end_run`` per trial.
     """
-    _mlflow_env(url)
+    mlflow_env(url)
     from ray.air._internal.mlflow import _MLflowLoggerUtil
 
     util = _MLflowLoggerUtil()  # type: ignore[no-untyped-call]
@@ -523,7 +441,7 @@ def _ray_style_sweep(
     return {"started": started, "done": time.time(), "points": len(trials) * steps * metrics}
 
 
-def _native_sweep(
+def native_sweep_child(
     url: str, experiment: str, trials: Sequence[int], steps: int, metrics: int
 ) -> dict[str, Any]:
     """Child: the same sweep through the native SDK (one ``run.log`` per result)."""
@@ -645,7 +563,7 @@ def wait_sweep_points(url: str, experiment: str, runs: int, steps: int, deadline
     raise TimeoutError(f"{experiment}: points not all queryable in time")
 
 
-def _sweep(
+def run_sweep(
     child: Callable[..., dict[str, Any]], url: str, runs: int, steps: int, processes: int
 ) -> dict[str, Any]:
     experiment = f"bench-sweep-{uuid.uuid4().hex[:8]}"
@@ -653,9 +571,9 @@ def _sweep(
         # Created once up front: four callbacks racing to create it would collide.
         _create_experiment(url, experiment)
     shares = [list(range(p, runs, processes)) for p in range(processes)]
-    outs = _in_processes(child, [(url, experiment, share, steps, 5) for share in shares])
+    outs = in_processes(child, [(url, experiment, share, steps, 5) for share in shares])
     start = min(o["started"] for o in outs)
-    if child is _native_sweep:
+    if child is native_sweep_child:
         pairs = [pair for o in outs for pair in o["pairs"]]
         end = wait_queryable(url, pairs, time.monotonic() + WAIT_DEADLINE)
     elif child is _ray_native_sweep:
@@ -667,38 +585,28 @@ def _sweep(
 
 
 def _create_experiment(url: str, name: str) -> None:
-    with _pool(1) as pool:
-        pool.submit(_create_experiment_child, url, name).result(timeout=120)
+    with pool(1) as executor:
+        executor.submit(_create_experiment_child, url, name).result(timeout=120)
 
 
 def _create_experiment_child(url: str, name: str) -> dict[str, Any]:
-    _mlflow_env(url)
+    mlflow_env(url)
     from mlflow.tracking import MlflowClient
 
     return {"experiment_id": MlflowClient(url).create_experiment(name)}
 
 
-class _ClientProcesses:
-    """One client process per server URL, reused by the sequential workloads (importing
-    mlflow in a fresh process costs seconds on a busy machine)."""
+def sweep_shape(ctx: Context) -> dict[str, int]:
+    """The sweep every sweep workload runs: runs x steps x 5 metrics from 4 processes.
 
-    def __init__(self) -> None:
-        self._pools: dict[str, ProcessPoolExecutor] = {}
-
-    def run(self, child: Callable[..., dict[str, Any]], url: str, *args: Any) -> dict[str, Any]:
-        pool = self._pools.get(url)
-        if pool is None:
-            pool = self._pools[url] = _pool(1)
-        out: dict[str, Any] = pool.submit(child, url, *args).result(timeout=CHILD_TIMEOUT)
-        return out
-
-    def close(self) -> None:
-        for pool in self._pools.values():
-            pool.shutdown(cancel_futures=True)
+    Full size is bounded by MLflow's server on the Ray-style sweep (~60 points/s here): 8 x
+    100 x 5 = 4,000 points is about a minute of it."""
+    return {"runs": ctx.size(4, 8), "steps": ctx.size(10, 100), "processes": 4}
 
 
 def mlflow_side_by_side(ctx: Context) -> list[Result]:
-    """The ``mlflow`` client's calls against runstream's MLflow route and MLflow's server."""
+    """The ``mlflow`` client's async logging and Ray's MLflow callback, on both servers,
+    and the same sweep through runstream's own SDK (a different protocol, labelled so)."""
     runstream_url = ctx.runstream().url
     not_ready = _mlflow_route_ready(runstream_url)
     ml = ctx.mlflow()
@@ -716,30 +624,17 @@ def mlflow_side_by_side(ctx: Context) -> list[Result]:
                 errors.append(f"{side} failed: {exc!r}"[:300])
         return values.get(runstream_url), values.get(mlflow_url or ""), "; ".join(errors)
 
-    batch_calls = ctx.size(3, 50)
-    sync_calls = ctx.size(20, 500)
-    async_calls = ctx.size(300, 5_000)
-    sweep = {"runs": ctx.size(4, 50), "steps": ctx.size(10, 200), "processes": 4}
+    async_calls = ctx.size(300, 2_000)
+    sweep = sweep_shape(ctx)
     details: dict[str, dict[str, Any]] = {}
 
-    def batch(url: str) -> float:
-        out = clients.run(_mlflow_log_batch, url, batch_calls)
-        details.setdefault("mlflow_log_batch", {})[url] = summarize(out["seconds"])
-        return float(out["points"] / sum(out["seconds"]))
-
-    def sync(url: str) -> float:
-        out = clients.run(_mlflow_sync, url, sync_calls)
-        ms = [1000 * s for s in out["seconds"]]
-        details.setdefault("mlflow_log_metric_sync", {})[url] = summarize(ms)
-        return median(ms)
-
     def async_(url: str) -> float:
-        out = clients.run(_mlflow_async, url, async_calls)
+        out = clients.run(url, _mlflow_async, url, async_calls)
         details.setdefault("mlflow_log_metric_async", {})[url] = out
         return float(out["points"] / out["total_s"])
 
     def ray(url: str) -> float:
-        out = _sweep(_ray_style_sweep, url, **sweep)
+        out = run_sweep(_ray_style_sweep, url, **sweep)
         details.setdefault("mlflow_ray_sweep", {})[url] = out
         return float(out["points_per_s"])
 
@@ -748,17 +643,12 @@ def mlflow_side_by_side(ctx: Context) -> list[Result]:
         note = (note + "; " if note else "") + "MLflow server not run"
     shape = f"{sweep['runs']} runs x {sweep['steps']} steps x 5 metrics, 4 processes"
     results = []
-    clients = _ClientProcesses()
-    try:
-        for name, metric, unit, better, target, fn in (
-            ("mlflow_log_batch", "log_batch, 1,000 metrics per call", "points/s",
-             "higher", 30, batch),
-            ("mlflow_log_metric_sync", "synchronous mlflow.log_metric, median per call", "ms",
-             "lower", 20, sync),
+    with ClientProcesses() as clients:
+        for name, metric, unit, target, fn in (
             ("mlflow_log_metric_async", "mlflow.log_metric(synchronous=False) until flushed",
-             "points/s", "higher", None, async_),
+             "points/s", None, async_),
             ("mlflow_ray_sweep", f"Ray MLflowLoggerCallback calls: {shape}", "points/s",
-             "higher", 20, ray),
+             20, ray),
         ):  # fmt: skip
             value, ml_value, errors = both(fn)
             results.append(
@@ -768,7 +658,6 @@ def mlflow_side_by_side(ctx: Context) -> list[Result]:
                     metric,
                     value,
                     unit,
-                    better=better,  # type: ignore[arg-type]
                     target=Target(">=", target, on_ratio=True) if target else None,
                     mlflow_value=ml_value,
                     detail={
@@ -778,8 +667,6 @@ def mlflow_side_by_side(ctx: Context) -> list[Result]:
                     note="; ".join(n for n in (note, errors) if n),
                 )
             )
-    finally:
-        clients.close()
     results += _native_sweeps(ctx, runstream_url, sweep, results[-1].mlflow_value, shape)
     return results
 
@@ -787,13 +674,27 @@ def mlflow_side_by_side(ctx: Context) -> list[Result]:
 def _native_sweeps(
     ctx: Context, url: str, sweep: dict[str, int], mlflow_value: float | None, shape: str
 ) -> list[Result]:
-    out = _sweep(_native_sweep, url, **sweep)
-    results = [
+    """The Ray-style sweep through runstream's own callback (native protocol), compared with
+    Ray's MLflow callback on MLflow's server. (The native SDK's plain sweep is
+    ``bench/mlflow_protocol.py``'s ``native_sdk_sweep``.)"""
+    metric = "runstream.integrations.ray.RunstreamLoggerCallback, same sweep"
+    try:
+        import runstream.integrations.ray  # noqa: F401
+    except ImportError:
+        return [missing("native_ray_callback_sweep", SIDE, metric, "points/s",
+                        "RunstreamLoggerCallback not present")]  # fmt: skip
+    try:
+        out = run_sweep(_ray_native_sweep, url, **sweep)
+    except Exception as exc:
+        return [missing("native_ray_callback_sweep", SIDE, metric, "points/s",
+                        f"failed: {exc!r}"[:300])]  # fmt: skip
+    return [
         Result(
-            "native_sdk_sweep",
+            "native_ray_callback_sweep",
             SIDE,
-            f"native SDK, same sweep ({shape}), until queryable; MLflow column: "
-            "MLflowLoggerCallback calls against MLflow's server",
+            f"RunstreamLoggerCallback (runstream's native protocol, not MLflow's), same sweep "
+            f"({shape}), until queryable; MLflow column: MLflowLoggerCallback calls against "
+            "MLflow's server",
             out["points_per_s"],
             "points/s",
             target=Target(">=", 100, on_ratio=True),
@@ -801,45 +702,57 @@ def _native_sweeps(
             detail=out,
         )
     ]
-    try:
-        import runstream.integrations.ray  # noqa: F401
-    except ImportError:
-        results.append(
-            missing(
-                "native_ray_callback_sweep",
-                SIDE,
-                "runstream.integrations.ray.RunstreamLoggerCallback, same sweep",
-                "points/s",
-                "RunstreamLoggerCallback not present yet",
-            )
+
+
+# -- opt-in: run.log's hot path alone ----------------------------------------------------------
+
+
+def sdk_hot_path(ctx: Context) -> list[Result]:
+    """ns per ``run.log`` into a run whose sender never sends (nothing but the call: the
+    buffer append), 1/4/16 keys, auto and explicit steps; best of the repetitions."""
+    import tempfile
+    from pathlib import Path
+
+    from runstream.client.config import ClientConfig
+    from runstream.client.run import Run
+
+    calls, repeats = ctx.size(50_000, 200_000), ctx.size(3, 5)
+    results = []
+    with tempfile.TemporaryDirectory() as spool:
+        config = ClientConfig(
+            url="http://127.0.0.1:9",  # never contacted: the sender's interval is an hour
+            spool_dir=Path(spool),
+            flush_interval=3600.0,
+            batch_points=10**9,
+            max_buffer_points=10**9,
         )
-        return results
-    try:
-        out = _sweep(_ray_native_sweep, url, **sweep)
-    except Exception as exc:
-        results.append(
-            missing(
-                "native_ray_callback_sweep",
-                SIDE,
-                "runstream.integrations.ray.RunstreamLoggerCallback, same sweep",
-                "points/s",
-                f"failed: {exc!r}"[:300],
-            )
-        )
-        return results
-    results.append(
-        Result(
-            "native_ray_callback_sweep",
-            SIDE,
-            f"RunstreamLoggerCallback, same sweep ({shape}), until queryable; MLflow column: "
-            "MLflowLoggerCallback calls against MLflow's server",
-            out["points_per_s"],
-            "points/s",
-            target=Target(">=", 100, on_ratio=True),
-            mlflow_value=mlflow_value,
-            detail=out,
-        )
-    )
+        for keys in (1, 4, 16):
+            metrics = {f"metric_{i}": 0.5 + i for i in range(keys)}
+            for mode in ("auto_step", "explicit_step"):
+                run = Run("0" * 32, config, experiment_id="0")
+                run.log(metrics)  # the first call validates the keys and creates the columns
+                best = math.inf
+                for _ in range(repeats):
+                    t0 = time.perf_counter_ns()
+                    if mode == "auto_step":
+                        for _ in range(calls):
+                            run.log(metrics)
+                    else:
+                        for step in range(calls):
+                            run.log(metrics, step=step)
+                    best = min(best, (time.perf_counter_ns() - t0) / calls)
+                    run._buffer.take()
+                results.append(
+                    Result(
+                        f"sdk_hot_path_{keys}_keys_{mode}",
+                        SDK,
+                        f"ns per run.log({keys} keys, {mode.replace('_', ' ')}), idle sender, "
+                        f"best of {repeats} x {calls:,} calls",
+                        best,
+                        "ns",
+                        better="lower",
+                    )
+                )
     return results
 
 
@@ -849,3 +762,5 @@ WORKLOADS: dict[str, Callable[[Context], list[Result]]] = {
     "end_to_end": end_to_end,
     "mlflow_side_by_side": mlflow_side_by_side,
 }
+
+OPT_IN: dict[str, Callable[[Context], list[Result]]] = {"sdk_hot_path": sdk_hot_path}

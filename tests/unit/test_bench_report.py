@@ -130,7 +130,7 @@ def test_results_file_is_json_with_nan_free_numbers(tmp_path: Path) -> None:
     rows = [Result("a", "s", "m", math.nan, "ms", detail={"x": [math.inf, 1.23456]})]
     path = write_results(tmp_path, rows, {"nproc": "2"}, "cmd", "quick", "2026-01-02T03:04:05")
     data = json.loads(path.read_text())
-    assert path.name == "20260102T030405.json"
+    assert path.name == "2026-01-02.json"  # one JSON per published run, named by its date
     assert data["results"][0]["value"] is None
     assert data["results"][0]["detail"] == {"x": [None, 1.235]}
 
@@ -141,4 +141,45 @@ def test_stores_from_env_and_database_url() -> None:
     )
     assert stores.database_url("rs_bench_x") == "postgresql://u@h:5433/rs_bench_x"
     assert stores.redis_url == "redis://r"
-    assert BenchStores.from_env({}).pg_admin.endswith("/postgres")
+    default = BenchStores.from_env({})
+    assert default.pg_admin.endswith("/postgres")
+    # No Redis given: the harness starts its own with AOF, never the shared one on 6379.
+    assert default.redis_url is None
+
+
+def test_floor_multiples_and_floor_targets() -> None:
+    call = Result(
+        "c", "s", "m", 2.6, "ms", better="lower", mlflow_value=15.0, floor_value=2.0,
+        target=Target("<=", 1.3, on_floor=True),
+    )  # fmt: skip
+    assert call.over_floor == pytest.approx(1.3)
+    assert call.mlflow_over_floor == pytest.approx(7.5)
+    assert call.passed is True
+    slow = Result("c", "s", "m", 4.0, "ms", better="lower", floor_value=2.0,
+                  target=Target("<=", 1.3, on_floor=True))  # fmt: skip
+    assert slow.passed is False
+    assert Result("c", "s", "m", 4.0, "ms", target=Target("<=", 1.3, on_floor=True)).passed is None
+    assert Target("<=", 1.5, on_floor=True).text("ms") == "<= 1.50x null server"
+    data = call.to_json()
+    assert data["floor_value"] == 2.0 and data["over_floor"] == 1.3
+
+
+def test_floor_columns_only_where_a_floor_was_measured() -> None:
+    plain = render_table([Result("a", "s", "m", 1.0, "ms", better="lower")])
+    assert "null server" not in plain
+    floored = render_table(
+        [
+            Result("a", "s", "m", 3.0, "ms", better="lower", mlflow_value=15.0, floor_value=2.0),
+            Result("b", "s", "m", 9.0, "points/s"),
+        ]
+    ).splitlines()
+    assert "| null server | runstream ÷ null | MLflow ÷ null |" in floored[0]
+    assert floored[1].count("---") == 10
+    assert "| 2.00 ms | 1.50x | 7.50x |" in floored[2]
+    assert floored[3].endswith("| — | — | — | — |")
+
+
+def test_render_names_the_json_behind_the_tables() -> None:
+    rows = [Result("a", "Write", "m", 2.0, "ms", better="lower")]
+    text = render_results(rows, {}, "python -m bench", "full", "now", "bench/results/x.json")
+    assert "`bench/results/x.json`" in text.splitlines()[0]

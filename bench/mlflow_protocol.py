@@ -1,0 +1,550 @@
+"""Issue 12's benchmarks: the real ``mlflow`` client against runstream and MLflow's server
+(and, for per-call cost, a null server), side by side in one run.
+
+Every figure is timed in the client process around the ``mlflow`` client's own call (from
+before it builds and sends the request to after it parsed the answer), against both servers
+in the same run after the same warm-up; nothing is loaded behind a server's back except
+where a size makes the API impractical (``mlflow_search``'s large population, said so in its
+row).
+
+- ``mlflow_call_latency``: ``MlflowClient.log_metric``, ``log_batch`` of 5 metrics and
+  ``get_run``, interleaved call by call (the order of the three servers rotates each round)
+  against runstream, MLflow's server and the null server (``bench/null_server.py``): medians
+  per call, and each server's cost as a multiple of the null server's.
+- ``mlflow_log_batch_4proc``: ``log_batch`` of 1,000 metrics from 4 client processes at once
+  (a file barrier lines their starts up): points/s, both servers; a history read afterwards
+  checks every point is readable.
+- ``mlflow_search``: ``MlflowClient.search_runs`` with a metric filter, a param filter and a
+  metric order over (a) runs written through the client just before (the first search after
+  the last write is reported on its own) and (b) a large population COPYed into both
+  servers' schemas (``bench/loaders.py``).
+- ``mlflow_history``: ``MlflowClient.get_metric_history`` of a 20,000-point series logged
+  through the client (first read after writing, then repeated).
+- ``mlflow_sweep``: a 4-process sweep, ``mlflow.log_metrics`` per step (fluent API, one run
+  per trial), both servers; and the same sweep through runstream's native SDK, labelled as
+  the different protocol it is.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from bench import loaders
+from bench.processes import ClientProcesses, barrier, in_processes, mlflow_env
+from bench.report import Context, Result, Target, median, missing, summarize
+from bench.write_workloads import native_sweep_child, run_sweep, sweep_shape
+
+SECTION = "MLflow protocol: the mlflow client on runstream, MLflow's server and a null server"
+SEARCH_FILTER = "metrics.m0 > 0.5 and params.p0 = '3'"
+SEARCH_ORDER = ["metrics.m1 DESC"]
+OPS = ("log_metric", "log_batch_5", "get_run")
+FLOOR_TARGETS = {"log_metric": 1.3, "log_batch_5": 1.3, "get_run": 1.5}
+"""Issue 12: runstream's median within 1.3x (writes) and 1.5x (get_run) of the null server's."""
+
+
+def _servers(ctx: Context) -> dict[str, str]:
+    """Name -> URL of the tracking servers of this run (MLflow's when it started)."""
+    urls = {"runstream": ctx.runstream().url}
+    ml = ctx.mlflow()
+    if ml is not None:
+        urls["mlflow"] = ml.url
+    return urls
+
+
+def _ms(seconds: Sequence[float]) -> float:
+    return median(seconds) * 1000
+
+
+def _ms_detail(seconds: Sequence[float]) -> dict[str, float]:
+    return {k: v if k == "n" else v * 1000 for k, v in summarize(seconds).items()}
+
+
+def _mlflow_note(ctx: Context, urls: dict[str, str]) -> str:
+    return "" if "mlflow" in urls or not ctx.with_mlflow else "MLflow's server did not start"
+
+
+# -- (a) per-call latency, three servers interleaved -----------------------------------------
+
+
+def _call_latency_child(urls: dict[str, str], calls: int, warmup: int) -> dict[str, Any]:
+    """Child: every op against every server, round after round, the server order rotating."""
+    mlflow_env(next(iter(urls.values())))
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    clients = {name: MlflowClient(tracking_uri=url) for name, url in urls.items()}
+    runs: dict[str, str] = {}
+    for name, client in clients.items():
+        experiment = client.create_experiment(f"bench-calls-{uuid.uuid4().hex[:8]}")
+        runs[name] = client.create_run(experiment).info.run_id
+    names = list(clients)
+    now = int(time.time() * 1000)
+    seconds: dict[str, dict[str, list[float]]] = {op: {n: [] for n in names} for op in OPS}
+    for i in range(warmup + calls):
+        batch = [Metric(f"m{k}", i + k * 0.1, now, i) for k in range(5)]
+        shift = i % len(names)
+        for op in OPS:
+            for name in names[shift:] + names[:shift]:
+                client, run_id = clients[name], runs[name]
+                t0 = time.perf_counter()
+                if op == "log_metric":
+                    client.log_metric(run_id, "loss", 1.0 / (i + 1), timestamp=now, step=i)
+                elif op == "log_batch_5":
+                    client.log_batch(run_id, metrics=batch)
+                else:
+                    client.get_run(run_id)
+                took = time.perf_counter() - t0
+                if i >= warmup:
+                    seconds[op][name].append(took)
+    return {"seconds": seconds}
+
+
+def mlflow_call_latency(ctx: Context) -> list[Result]:
+    """Median per call of log_metric / log_batch of 5 / get_run on three servers."""
+    urls = {**_servers(ctx), "null": ctx.null().url}
+    calls, warmup = ctx.size(30, 300), ctx.size(5, 30)
+    with ClientProcesses() as clients:
+        out = clients.run("calls", _call_latency_child, urls, calls, warmup)
+    note = _mlflow_note(ctx, urls)
+    what = {
+        "log_metric": "MlflowClient.log_metric",
+        "log_batch_5": "MlflowClient.log_batch of 5 metrics",
+        "get_run": "MlflowClient.get_run",
+    }
+    results = []
+    for op in OPS:
+        by_server: dict[str, list[float]] = out["seconds"][op]
+        results.append(
+            Result(
+                f"mlflow_call_{op}",
+                SECTION,
+                f"{what[op]}, median ms per call of {calls} interleaved with the other "
+                f"servers' (after {warmup} warm-up rounds)",
+                _ms(by_server["runstream"]),
+                "ms",
+                better="lower",
+                target=Target("<=", FLOOR_TARGETS[op], on_floor=True),
+                mlflow_value=_ms(by_server["mlflow"]) if "mlflow" in by_server else None,
+                floor_value=_ms(by_server["null"]),
+                detail={name: _ms_detail(s) for name, s in by_server.items()},
+                note=note,
+            )
+        )
+    return results
+
+
+# -- (b) log_batch of 1,000 metrics from 4 processes -----------------------------------------
+
+
+def _log_batch_child(url: str, calls: int, folder: str, parties: int) -> dict[str, Any]:
+    """Child: one run, ``calls`` log_batch calls of 1,000 metrics (10 keys x 100 steps)."""
+    mlflow_env(url)
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(url)
+    experiment = client.create_experiment(f"bench-batch-{uuid.uuid4().hex[:8]}")
+    run_id = client.create_run(experiment).info.run_id
+    now = int(time.time() * 1000)
+    batches = [
+        [
+            Metric(f"metric_{k}", c * 0.001 + s, now, c * 100 + s)
+            for s in range(100)
+            for k in range(10)
+        ]
+        for c in range(calls)
+    ]
+    barrier(folder, parties)
+    started = time.time()
+    for metrics in batches:
+        client.log_batch(run_id, metrics=metrics)
+    done = time.time()
+    stored = len(client.get_metric_history(run_id, "metric_0"))
+    client.set_terminated(run_id)
+    return {"started": started, "done": done, "points": calls * 1000, "stored": stored,
+            "expected": calls * 100}  # fmt: skip
+
+
+def _together(child: Callable[..., dict[str, Any]], processes: int, *args: Any) -> list[Any]:
+    """``child(*args, folder, processes)`` in ``processes`` processes lined up by a barrier."""
+    folder = tempfile.mkdtemp(prefix="rs-bench-barrier-")
+    try:
+        return in_processes(child, [(*args, folder, processes)] * processes)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def mlflow_log_batch_4proc(ctx: Context) -> list[Result]:
+    """Points/s of log_batch(1,000 metrics) from 4 client processes, both servers."""
+    urls = _servers(ctx)
+    processes, calls = 4, ctx.size(2, 10)
+    rates: dict[str, float] = {}
+    detail: dict[str, Any] = {}
+    errors = []
+    for name, url in urls.items():
+        try:
+            outs = _together(_log_batch_child, processes, url, calls)
+        except Exception as exc:  # one side failing keeps the other's figure
+            errors.append(f"{name} failed: {exc!r}"[:300])
+            continue
+        seconds = max(o["done"] for o in outs) - min(o["started"] for o in outs)
+        points = sum(o["points"] for o in outs)
+        rates[name] = points / seconds
+        detail[name] = {
+            "points": points,
+            "seconds": seconds,
+            "all_readable": all(o["stored"] == o["expected"] for o in outs),
+        }
+    note = "; ".join(n for n in (_mlflow_note(ctx, urls), *errors) if n)
+    if any(not d["all_readable"] for d in detail.values()):
+        note = (note + "; " if note else "") + "a history read after the batches missed points"
+    return [
+        Result(
+            "mlflow_log_batch_4proc",
+            SECTION,
+            f"MlflowClient.log_batch of 1,000 metrics, {processes} processes x {calls} calls "
+            "at once",
+            rates.get("runstream"),
+            "points/s",
+            target=Target(">=", 30, on_ratio=True),
+            mlflow_value=rates.get("mlflow"),
+            detail=detail,
+            note=note,
+        )
+    ]
+
+
+# -- (c) runs/search ---------------------------------------------------------------------------
+
+
+def _search(client: Any, experiment_id: str) -> list[str]:
+    runs = client.search_runs(
+        [experiment_id], filter_string=SEARCH_FILTER, order_by=SEARCH_ORDER, max_results=100
+    )
+    return [str(r.info.run_name) for r in runs]
+
+
+def _timed_searches(client: Any, experiment_id: str, repeats: int) -> dict[str, Any]:
+    """The first search (cold), then ``repeats`` more; the run names the first returned."""
+    t0 = time.perf_counter()
+    names = _search(client, experiment_id)
+    first = time.perf_counter() - t0
+    seconds = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _search(client, experiment_id)
+        seconds.append(time.perf_counter() - t0)
+    return {"first_s": first, "seconds": seconds, "names": names}
+
+
+def _search_written_child(url: str, runs: int, repeats: int) -> dict[str, Any]:
+    """Child: write ``runs`` runs through the client (``loaders.generate``'s population,
+    all active), then search at once (the first read after writing) and again."""
+    mlflow_env(url)
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    data = loaders.generate({1: runs}, seed=42)
+    params: dict[str, list[Param]] = {}
+    metrics: dict[str, list[Metric]] = {}
+    tags: dict[str, dict[str, str]] = {}
+    for rid, _, key, value in data.params:
+        params.setdefault(rid, []).append(Param(key, value))
+    for rid, _, key, _count, step, ts, number in data.metrics:
+        metrics.setdefault(rid, []).append(Metric(key, number, ts, step))
+    for rid, _, key, value in data.tags:
+        if not key.startswith("mlflow."):
+            tags.setdefault(rid, {})[key] = value
+    client = MlflowClient(url)
+    experiment_id = client.create_experiment(f"bench-search-{uuid.uuid4().hex[:8]}")
+    started = time.perf_counter()
+    for rid, _, name, _user, status, start, end, _stage, _uri in data.runs:
+        run_id = client.create_run(
+            experiment_id, start_time=start, tags=tags.get(rid, {}), run_name=name
+        ).info.run_id
+        client.log_batch(
+            run_id,
+            metrics=metrics.get(rid, []),
+            params=params.get(rid, []),
+            tags=[RunTag("bench", "search")],
+        )
+        client.set_terminated(run_id, status=status, end_time=end)
+    written = time.perf_counter() - started
+    return {"write_s": written, **_timed_searches(client, experiment_id, repeats)}
+
+
+def _search_reader_child(url: str, experiment_id: str, repeats: int) -> dict[str, Any]:
+    mlflow_env(url)
+    from mlflow.tracking import MlflowClient
+
+    return _timed_searches(MlflowClient(url), experiment_id, repeats)
+
+
+async def _load_population(ctx: Context, runs: int) -> tuple[dict[str, str], float]:
+    """COPY ``runs`` runs into both servers' schemas; experiment id per server, seconds."""
+    experiment = 2_000_000_000 + int(uuid.uuid4().hex[:6], 16) * 10
+    data = loaders.generate({experiment: runs}, seed=42, first=int(uuid.uuid4().hex[:12], 16) << 40)
+    t0 = time.perf_counter()
+    ids = {"runstream": str(experiment)}
+    conn = await asyncpg.connect(ctx.runstream().database_url)
+    try:
+        await loaders.load_runstream(conn, data)
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+    ml = ctx.mlflow()
+    if ml is not None:
+        conn = await asyncpg.connect(ml.database_url)
+        try:
+            ids["mlflow"] = str((await loaders.load_mlflow(conn, data))[experiment])
+            await conn.execute("VACUUM ANALYZE")
+        finally:
+            await conn.close()
+    return ids, time.perf_counter() - t0
+
+
+def mlflow_search(ctx: Context) -> list[Result]:
+    """search_runs over runs written through the client, and over a COPYed population."""
+    import asyncio
+
+    urls = _servers(ctx)
+    written_runs, loaded_runs = 300, ctx.size(2_000, 100_000)
+    repeats = ctx.size(5, 20)
+    results: list[Result] = []
+    outs: dict[str, dict[str, Any]] = {}
+    with ClientProcesses() as clients:
+        for name, url in urls.items():
+            outs[name] = clients.run(
+                name, _search_written_child, url, ctx.size(60, written_runs), repeats
+            )
+        results += _search_rows(ctx, urls, outs, "written", ctx.size(60, written_runs),
+                                "written through the client just before")  # fmt: skip
+        ids, load_s = asyncio.run(_load_population(ctx, loaded_runs))
+        loaded: dict[str, dict[str, Any]] = {}
+        for name, url in urls.items():
+            loaded[name] = clients.run(name, _search_reader_child, url, ids[name], repeats)
+            loaded[name]["load_s"] = load_s
+        results += _search_rows(ctx, urls, loaded, "loaded", loaded_runs,
+                                "COPYed into both schemas (the API would take hours)")  # fmt: skip
+    return results
+
+
+def _search_rows(
+    ctx: Context, urls: dict[str, str], outs: dict[str, dict[str, Any]], kind: str, runs: int,
+    how: str,
+) -> list[Result]:  # fmt: skip
+    label = f"{runs // 1000}k" if runs >= 1000 else str(runs)
+    query = f'filter "{SEARCH_FILTER}", order by {SEARCH_ORDER[0]}, top 100'
+    same = None
+    if "mlflow" in outs:
+        same = outs["mlflow"]["names"] == outs["runstream"]["names"]
+    note = _mlflow_note(ctx, urls)
+    if same is False:
+        note = (note + "; " if note else "") + "the servers returned different runs"
+    detail: dict[str, Any] = {
+        name: {
+            "first_ms": o["first_s"] * 1000,
+            "repeated": _ms_detail(o["seconds"]),
+            "returned": len(o["names"]),
+            **({"write_s": o["write_s"]} if "write_s" in o else {}),
+            **({"load_s": o["load_s"]} if "load_s" in o else {}),
+        }
+        for name, o in outs.items()
+    }
+    detail["same_runs_in_order"] = same
+    ml = outs.get("mlflow")
+    return [
+        Result(
+            f"mlflow_search_{label}_first",
+            SECTION,
+            f"MlflowClient.search_runs over {runs:,} runs {how}, {query}: the first search",
+            outs["runstream"]["first_s"] * 1000,
+            "ms",
+            better="lower",
+            target=Target(">=", 8, on_ratio=True),
+            mlflow_value=ml["first_s"] * 1000 if ml else None,
+            detail=detail,
+            note=note,
+        ),
+        Result(
+            f"mlflow_search_{label}",
+            SECTION,
+            f"the same search repeated, median of {len(outs['runstream']['seconds'])}",
+            _ms(outs["runstream"]["seconds"]),
+            "ms",
+            better="lower",
+            target=Target(">=", 8, on_ratio=True),
+            mlflow_value=_ms(ml["seconds"]) if ml else None,
+            note=note,
+        ),
+    ]
+
+
+# -- (d) a 20,000-point history ------------------------------------------------------------------
+
+
+def _history_child(url: str, points: int, repeats: int) -> dict[str, Any]:
+    """Child: log ``points`` points of one key in batches of 1,000, then read them back."""
+    mlflow_env(url)
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(url)
+    experiment = client.create_experiment(f"bench-history-{uuid.uuid4().hex[:8]}")
+    run_id = client.create_run(experiment).info.run_id
+    now = int(time.time() * 1000)
+    for start in range(0, points, 1000):
+        metrics = [Metric("loss", 1.0 / (s + 1), now + s, s) for s in range(start, start + 1000)]
+        client.log_batch(run_id, metrics=metrics)
+    seconds = []
+    counts = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        counts.append(len(client.get_metric_history(run_id, "loss")))
+        seconds.append(time.perf_counter() - t0)
+    return {"first_s": seconds[0], "seconds": seconds[1:], "counts": counts}
+
+
+def mlflow_history(ctx: Context) -> list[Result]:
+    """get_metric_history of a 20,000-point series logged through the client, both servers."""
+    urls = _servers(ctx)
+    points, repeats = 20_000, ctx.size(3, 10)
+    outs: dict[str, dict[str, Any]] = {}
+    with ClientProcesses() as clients:
+        for name, url in urls.items():
+            outs[name] = clients.run(name, _history_child, url, points, repeats)
+    note = _mlflow_note(ctx, urls)
+    short = [n for n, o in outs.items() if any(c != points for c in o["counts"])]
+    if short:
+        note = (note + "; " if note else "") + f"{', '.join(short)} returned fewer points"
+    ml = outs.get("mlflow")
+    return [
+        Result(
+            "mlflow_history_20k",
+            SECTION,
+            f"MlflowClient.get_metric_history of {points:,} points logged through the client, "
+            f"median of {repeats} (first read after writing in the detail)",
+            _ms(outs["runstream"]["seconds"]),
+            "ms",
+            better="lower",
+            target=Target(">=", 35, on_ratio=True),
+            mlflow_value=_ms(ml["seconds"]) if ml else None,
+            detail={
+                name: {"first_ms": o["first_s"] * 1000, "repeated": _ms_detail(o["seconds"])}
+                for name, o in outs.items()
+            },
+            note=note,
+        )
+    ]
+
+
+# -- (e) the sweep ---------------------------------------------------------------------------------
+
+
+def _mlflow_sweep_child(
+    url: str, experiment_id: str, trials: Sequence[int], steps: int, folder: str, parties: int
+) -> dict[str, Any]:
+    """Child: its trials one after another, ``mlflow.log_metrics`` of 5 metrics per step."""
+    mlflow_env(url)
+    import mlflow
+
+    barrier(folder, parties)
+    started = time.time()
+    for t in trials:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial_{t:05d}"):
+            mlflow.log_params({"lr": 0.001 * (t + 1), "layers": t % 4})
+            for step in range(1, steps + 1):
+                mlflow.log_metrics({f"metric_{k}": t + step * 0.001 + k for k in range(5)},
+                                   step=step)  # fmt: skip
+    return {"started": started, "done": time.time(), "points": len(trials) * steps * 5}
+
+
+def _create_experiment_child(url: str, name: str) -> dict[str, Any]:
+    mlflow_env(url)
+    from mlflow.tracking import MlflowClient
+
+    return {"experiment_id": MlflowClient(url).create_experiment(name)}
+
+
+def mlflow_sweep(ctx: Context) -> list[Result]:
+    """The 4-process sweep through the mlflow client on both servers; the native SDK's."""
+    urls = _servers(ctx)
+    shape = sweep_shape(ctx)
+    runs, steps, processes = shape["runs"], shape["steps"], shape["processes"]
+    rates: dict[str, float] = {}
+    detail: dict[str, Any] = {}
+    errors = []
+    with ClientProcesses() as clients:
+        for name, url in urls.items():
+            try:
+                experiment = clients.run(
+                    name, _create_experiment_child, url, f"bench-sweep-{uuid.uuid4().hex[:8]}"
+                )["experiment_id"]
+                folder = tempfile.mkdtemp(prefix="rs-bench-barrier-")
+                try:
+                    shares = [list(range(p, runs, processes)) for p in range(processes)]
+                    outs = in_processes(
+                        _mlflow_sweep_child,
+                        [(url, experiment, share, steps, folder, processes) for share in shares],
+                    )
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except Exception as exc:  # one side failing keeps the other's figure
+                errors.append(f"{name} failed: {exc!r}"[:300])
+                continue
+            seconds = max(o["done"] for o in outs) - min(o["started"] for o in outs)
+            points = sum(o["points"] for o in outs)
+            rates[name] = points / seconds
+            detail[name] = {"points": points, "seconds": seconds}
+    text = f"{runs} runs x {steps} steps x 5 metrics, {processes} processes"
+    note = "; ".join(n for n in (_mlflow_note(ctx, urls), *errors) if n)
+    results = [
+        Result(
+            "mlflow_sweep",
+            SECTION,
+            f"sweep through the mlflow client (mlflow.log_metrics per step, one run per "
+            f"trial): {text}",
+            rates.get("runstream"),
+            "points/s",
+            mlflow_value=rates.get("mlflow"),
+            detail=detail,
+            note=note,
+        )
+    ]
+    try:
+        native = run_sweep(native_sweep_child, urls["runstream"], **shape)
+    except Exception as exc:
+        results.append(
+            missing("native_sdk_sweep", SECTION, "native SDK sweep", "points/s", f"{exc!r}"[:300])
+        )
+        return results
+    results.append(
+        Result(
+            "native_sdk_sweep",
+            SECTION,
+            f"the same sweep through runstream's native SDK (its own protocol, not MLflow's; "
+            f"one run.log per step), until queryable: {text}; MLflow column: the mlflow "
+            "client's sweep on MLflow's server",
+            native["points_per_s"],
+            "points/s",
+            mlflow_value=rates.get("mlflow"),
+            detail=native,
+        )
+    )
+    return results
+
+
+WORKLOADS: dict[str, Callable[[Context], list[Result]]] = {
+    "mlflow_call_latency": mlflow_call_latency,
+    "mlflow_log_batch_4proc": mlflow_log_batch_4proc,
+    "mlflow_search": mlflow_search,
+    "mlflow_history": mlflow_history,
+    "mlflow_sweep": mlflow_sweep,
+}
