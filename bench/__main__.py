@@ -8,8 +8,8 @@
 Prints one JSON line per measurement. A full run of every default workload is a published
 run: its JSON goes to ``bench/results/<date>.json`` (committed) and its tables into
 ``docs/benchmarks.md``. Any other run (``--quick``, ``--only``) writes
-``bench/results/dev/<date>.json`` (git-ignored) and leaves the docs alone unless ``--docs
-PATH`` is given.
+``bench/results/dev/<date>T<time>.json`` (git-ignored) and leaves the docs alone unless
+``--docs PATH`` is given.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx.close()
     facts["duration"] = f"{time.monotonic() - run_started:.0f} s"
     directory = args.results_dir or (RESULTS if published else RESULTS / "dev")
-    path = write_results(directory, results, facts, command, mode, started)
+    path = write_results(directory, results, facts, command, mode, started, per_day=published)
     print(f"bench: results in {path}", file=sys.stderr)
     docs = args.docs or (DOCS if published else None)
     if docs is not None and not args.no_docs:

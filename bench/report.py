@@ -307,11 +307,15 @@ def write_results(
     command: str,
     mode: str,
     started: str,
+    *,
+    per_day: bool = True,
 ) -> Path:
-    """``directory/<date>.json`` (``started``'s date): one file per published run; a later
-    run on the same day replaces it."""
+    """``directory/<date>.json`` (``started``'s date): one file per published run, a later
+    run on the same day replacing it; with ``per_day=False`` (development runs)
+    ``<date>T<time>.json``, one per run."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (started[:10] + ".json")
+    name = started[:10] if per_day else started.replace(":", "")
+    path = directory / (name + ".json")
     payload = {
         "started": started,
         "command": command,

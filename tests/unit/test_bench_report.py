@@ -183,3 +183,10 @@ def test_render_names_the_json_behind_the_tables() -> None:
     rows = [Result("a", "Write", "m", 2.0, "ms", better="lower")]
     text = render_results(rows, {}, "python -m bench", "full", "now", "bench/results/x.json")
     assert "`bench/results/x.json`" in text.splitlines()[0]
+
+
+def test_development_results_are_one_file_per_run(tmp_path: Path) -> None:
+    rows = [Result("a", "s", "m", 1.0, "ms")]
+    first = write_results(tmp_path, rows, {}, "cmd", "quick", "2026-01-02T03:04:05", per_day=False)
+    second = write_results(tmp_path, rows, {}, "cmd", "quick", "2026-01-02T03:04:06", per_day=False)
+    assert (first.name, second.name) == ("2026-01-02T030405.json", "2026-01-02T030406.json")

@@ -4,7 +4,8 @@
 with ``--artifacts-destination`` (the seeds' deployment); anything else builds runstream's
 full in-process server (ingest + api + projector + MLflow and artifact routes) and serves it
 on a real port from a thread with its own event loop, since the mlflow client blocks.
-The same tests run against both: that is the compatibility proof (``bench/mlflow_proof.py``).
+The same tests run against both: that is the compatibility proof
+(``python -m bench --only mlflow_proof``).
 
 One server per session (MLflow takes seconds to migrate a database); tests isolate
 themselves by unique experiment names.

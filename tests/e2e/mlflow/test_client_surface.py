@@ -3,7 +3,8 @@
 One test per family of functions (fluent runs, async logging, artifacts, experiments, search,
 ``MlflowClient``, inputs/outputs, logged models, sklearn). Each compares what it sent with
 what it reads back: values, their types, artifact bytes. The same file runs against
-``mlflow server`` (``RUNSTREAM_COMPAT_TARGET=mlflow``) through ``bench/mlflow_proof.py``.
+``mlflow server`` (``RUNSTREAM_COMPAT_TARGET=mlflow``) through
+``python -m bench --only mlflow_proof``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,98 @@
+"""The benchmark harness end to end: the servers it starts and one ``python -m bench`` run.
+
+Real processes on free loopback ports: a dedicated Redis with AOF, the null server with the
+real ``mlflow`` client against it, and a short ``python -m bench`` run (runstream and the
+null server, no MLflow server: its start-up alone takes a minute) writing its JSON and its
+markdown to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+from bench import __main__ as bench_main
+from bench.harness import start_null_server, start_redis
+from bench.null_server import EXPERIMENT_ID
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_redis_persists_as_deployed() -> None:
+    with start_redis() as server:
+        assert not server.url.endswith(":6379/0")
+        client = redis.Redis.from_url(server.url)
+        try:
+            assert client.config_get("appendonly") == {"appendonly": "yes"}
+            assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
+            client.set("k", "v")
+            assert client.get("k") == b"v"
+        finally:
+            client.close()
+    assert server.persistence == "appendonly yes, appendfsync everysec"
+
+
+def test_null_server_answers_the_real_mlflow_client() -> None:
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    with start_null_server() as null:
+        client = MlflowClient(tracking_uri=null.url)
+        assert client.create_experiment(f"x-{uuid.uuid4().hex}") == EXPERIMENT_ID
+        run_id = uuid.uuid4().hex
+        client.log_metric(run_id, "loss", 0.5, step=1)
+        client.log_batch(run_id, metrics=[Metric(f"m{k}", 1.0, 1, 1) for k in range(5)])
+        run = client.get_run(run_id)
+        assert run.info.run_id == run_id
+        assert run.info.experiment_id == EXPERIMENT_ID
+        client.set_terminated(run_id)
+    assert null.process.poll() is not None
+
+
+def test_every_published_workload_has_a_unique_name() -> None:
+    published, opt_in = bench_main.PUBLISHED, bench_main.OPT_IN
+    assert not set(published) & set(opt_in)
+    issue12 = {"mlflow_call_latency", "mlflow_log_batch_4proc", "mlflow_search",
+               "mlflow_history", "mlflow_sweep", "storage_bytes"}  # fmt: skip
+    assert issue12 <= set(published)
+    assert {"mlflow_proof", "sdk_hot_path", "search_queries"} <= set(opt_in)
+
+
+def test_quick_run_writes_json_and_markdown(tmp_path: Path) -> None:
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nintro\n")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-mlflow",
+         "--only", "mlflow_call_latency", "--runstream-workers", "1",
+         "--results-dir", str(tmp_path), "--docs", str(docs)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert time.monotonic() - started < 600
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [r["name"] for r in lines] == [
+        "mlflow_call_log_metric",
+        "mlflow_call_log_batch_5",
+        "mlflow_call_get_run",
+    ]
+    for row in lines:
+        assert row["value"] > 0 and row["floor_value"] > 0, row
+        assert row["detail"]["runstream"]["n"] == 30 and row["detail"]["null"]["n"] == 30
+        assert row["mlflow_value"] is None and row["passed"] is not None
+    (saved,) = tmp_path.glob("*.json")
+    data = json.loads(saved.read_text())
+    assert data["mode"] == "quick" and data["results"] == lines
+    assert "appendfsync everysec" in data["machine"]["redis"]
+    text = docs.read_text()
+    assert text.startswith("# Benchmarks\n\nintro\n")
+    assert "`mlflow_call_log_metric`" in text and saved.name in text
+    assert "| null server | runstream ÷ null | MLflow ÷ null |" in text
