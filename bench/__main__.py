@@ -134,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runstream_workers=args.runstream_workers,
     )
     results: list[Result] = []
+    seconds: dict[str, float] = {}
     run_started = time.monotonic()
     try:
         for name in args.only or list(PUBLISHED):
@@ -146,12 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             for result in produced:
                 emit(result)
             results += produced
-            print(f"bench: {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr)
+            seconds[name] = time.monotonic() - t0
+            print(f"bench: {name} took {seconds[name]:.1f} s", file=sys.stderr)
     finally:
         ctx.close()
     facts["duration"] = f"{time.monotonic() - run_started:.0f} s"
     directory = args.results_dir or (RESULTS if published else RESULTS / "dev")
-    path = write_results(directory, results, facts, command, mode, started, per_day=published)
+    path = write_results(
+        directory, results, facts, command, mode, started, per_day=published, seconds=seconds
+    )
     print(f"bench: results in {path}", file=sys.stderr)
     docs = args.docs or (DOCS if published else None)
     if docs is not None and not args.no_docs:

@@ -474,7 +474,9 @@ def start_null_server(health_timeout: float = 60.0) -> Iterator[Server]:
     try:
         argv = [sys.executable, "-m", "bench.null_server", "--host", HOST, "--port", str(port)]
         with open(log_path, "wb") as log:
-            process = _spawn(argv, log, {**os.environ, "PYTHONPATH": str(ROOT)})
+            # bench/ is importable from the clone's root, wherever the harness was started.
+            path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+            process = _spawn(argv, log, {**os.environ, "PYTHONPATH": path})
         url = f"http://{HOST}:{port}"
         wait_healthy(url, process, health_timeout, log_path)
         yield Server("null", url, "", process, log_path)

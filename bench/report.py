@@ -309,6 +309,7 @@ def write_results(
     started: str,
     *,
     per_day: bool = True,
+    seconds: dict[str, float] | None = None,
 ) -> Path:
     """``directory/<date>.json`` (``started``'s date): one file per published run, a later
     run on the same day replacing it; with ``per_day=False`` (development runs)
@@ -321,6 +322,7 @@ def write_results(
         "command": command,
         "mode": mode,
         "machine": facts,
+        "workload_seconds": _clean(seconds or {}),
         "results": [r.to_json() for r in results],
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")

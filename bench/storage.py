@@ -78,7 +78,7 @@ def _measure(server: Server, runs: int, keys: int, steps: int) -> dict[str, Any]
 
 def storage_bytes(ctx: Context) -> list[Result]:
     """Bytes per point of the same points logged to both servers, every table counted."""
-    runs, keys, steps = ctx.size(4, 20), 10, ctx.size(500, 2_000)
+    runs, keys, steps = ctx.size(4, 10), 10, ctx.size(500, 2_000)
     measured: dict[str, dict[str, Any]] = {}
     with ctx.fresh_runstream() as server:
         measured["runstream"] = _measure(server, runs, keys, steps)
