@@ -1,16 +1,18 @@
-"""Benchmarks of runstream, side by side with a real MLflow server (``python -m bench``).
+"""Benchmarks of runstream, side by side with a real MLflow server: ``python -m bench``.
 
-Modules:
+One harness for every workload:
 
-- ``harness``: start/stop a ``runstream server`` and an ``mlflow server`` on fresh databases
-  (``start_runstream``, ``start_mlflow`` context managers yielding the URL).
-- ``write_workloads``: the write path (issue 5): SDK call cost, ingest acceptance,
-  end-to-end throughput and latency, the MLflow client's calls against both servers.
-- ``report``: results as JSON lines, ``bench/results/<timestamp>.json`` and the tables of
-  ``docs/benchmarks.md``.
-
-Another module joins ``python -m bench`` by exposing
-``WORKLOADS: dict[str, Callable[[bench.report.Context], Iterable[bench.report.Result]]]``
-(see ``bench.__main__``); standalone scripts (``ingest_throughput``, ``search_scale``) still
-run on their own.
+- ``harness``: the only place servers are started: ``runstream server`` (on a dedicated
+  Redis with AOF persistence, as deployed), ``mlflow server``, the null server, each on a
+  fresh PostgreSQL database where it has one; the same warm-up for both tracking servers.
+- ``report``: the one result type (``Result``), its JSON line, the one JSON writer
+  (``bench/results/<date>.json``) and the one markdown renderer (``docs/benchmarks.md``);
+  ``Context``, what every workload gets.
+- Workloads, each module exposing ``WORKLOADS: dict[str, Callable[[Context], list[Result]]]``:
+  ``write_workloads`` (native SDK, ingest, end to end; MLflow's async logging and Ray's
+  callback), ``mlflow_protocol`` (issue 12: the mlflow client against runstream, MLflow's
+  server and the null server), ``read_workloads`` (the read path), ``storage`` (bytes per
+  point, everything counted), ``mlflow_proof`` (the compatibility suite, opt-in).
+- Helpers: ``loaders`` (data COPYed straight into either server's schema), ``processes``
+  (client processes), ``ingest_throughput`` (a raw ingest driver), ``null_server``.
 """
