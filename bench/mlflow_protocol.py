@@ -37,6 +37,7 @@ from typing import Any
 import asyncpg
 
 from bench import loaders
+from bench.harness import runstream_has_workers_flag, warm_up
 from bench.processes import ClientProcesses, barrier, in_processes, mlflow_env
 from bench.report import Context, Result, Target, median, missing, summarize
 from bench.write_workloads import native_sweep_child, run_sweep, sweep_shape
@@ -181,6 +182,15 @@ def _together(child: Callable[..., dict[str, Any]], processes: int, *args: Any) 
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def log_batch_rate(url: str, processes: int, calls: int) -> tuple[float, dict[str, Any]]:
+    """Points/s of ``processes`` clients each making ``calls`` log_batch calls of 1,000."""
+    outs = _together(_log_batch_child, processes, url, calls)
+    seconds = max(o["done"] for o in outs) - min(o["started"] for o in outs)
+    points = sum(o["points"] for o in outs)
+    readable = all(o["stored"] == o["expected"] for o in outs)
+    return points / seconds, {"points": points, "seconds": seconds, "all_readable": readable}
+
+
 def mlflow_log_batch_4proc(ctx: Context) -> list[Result]:
     """Points/s of log_batch(1,000 metrics) from 4 client processes, both servers."""
     urls = _servers(ctx)
@@ -190,18 +200,9 @@ def mlflow_log_batch_4proc(ctx: Context) -> list[Result]:
     errors = []
     for name, url in urls.items():
         try:
-            outs = _together(_log_batch_child, processes, url, calls)
+            rates[name], detail[name] = log_batch_rate(url, processes, calls)
         except Exception as exc:  # one side failing keeps the other's figure
             errors.append(f"{name} failed: {exc!r}"[:300])
-            continue
-        seconds = max(o["done"] for o in outs) - min(o["started"] for o in outs)
-        points = sum(o["points"] for o in outs)
-        rates[name] = points / seconds
-        detail[name] = {
-            "points": points,
-            "seconds": seconds,
-            "all_readable": all(o["stored"] == o["expected"] for o in outs),
-        }
     note = "; ".join(n for n in (_mlflow_note(ctx, urls), *errors) if n)
     if any(not d["all_readable"] for d in detail.values()):
         note = (note + "; " if note else "") + "a history read after the batches missed points"
@@ -473,6 +474,27 @@ def _create_experiment_child(url: str, name: str) -> dict[str, Any]:
     return {"experiment_id": MlflowClient(url).create_experiment(name)}
 
 
+def sweep_rate(url: str, shape: dict[str, int]) -> tuple[float, dict[str, Any]]:
+    """Points/s of the sweep through the mlflow client against ``url``."""
+    runs, steps, processes = shape["runs"], shape["steps"], shape["processes"]
+    with ClientProcesses() as clients:
+        experiment = clients.run(
+            "setup", _create_experiment_child, url, f"bench-sweep-{uuid.uuid4().hex[:8]}"
+        )["experiment_id"]
+    folder = tempfile.mkdtemp(prefix="rs-bench-barrier-")
+    try:
+        shares = [list(range(p, runs, processes)) for p in range(processes)]
+        outs = in_processes(
+            _mlflow_sweep_child,
+            [(url, experiment, share, steps, folder, processes) for share in shares],
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    seconds = max(o["done"] for o in outs) - min(o["started"] for o in outs)
+    points = sum(o["points"] for o in outs)
+    return points / seconds, {"points": points, "seconds": seconds}
+
+
 def mlflow_sweep(ctx: Context) -> list[Result]:
     """The 4-process sweep through the mlflow client on both servers; the native SDK's."""
     urls = _servers(ctx)
@@ -481,28 +503,11 @@ def mlflow_sweep(ctx: Context) -> list[Result]:
     rates: dict[str, float] = {}
     detail: dict[str, Any] = {}
     errors = []
-    with ClientProcesses() as clients:
-        for name, url in urls.items():
-            try:
-                experiment = clients.run(
-                    name, _create_experiment_child, url, f"bench-sweep-{uuid.uuid4().hex[:8]}"
-                )["experiment_id"]
-                folder = tempfile.mkdtemp(prefix="rs-bench-barrier-")
-                try:
-                    shares = [list(range(p, runs, processes)) for p in range(processes)]
-                    outs = in_processes(
-                        _mlflow_sweep_child,
-                        [(url, experiment, share, steps, folder, processes) for share in shares],
-                    )
-                finally:
-                    shutil.rmtree(folder, ignore_errors=True)
-            except Exception as exc:  # one side failing keeps the other's figure
-                errors.append(f"{name} failed: {exc!r}"[:300])
-                continue
-            seconds = max(o["done"] for o in outs) - min(o["started"] for o in outs)
-            points = sum(o["points"] for o in outs)
-            rates[name] = points / seconds
-            detail[name] = {"points": points, "seconds": seconds}
+    for name, url in urls.items():
+        try:
+            rates[name], detail[name] = sweep_rate(url, shape)
+        except Exception as exc:  # one side failing keeps the other's figure
+            errors.append(f"{name} failed: {exc!r}"[:300])
     text = f"{runs} runs x {steps} steps x 5 metrics, {processes} processes"
     note = "; ".join(n for n in (_mlflow_note(ctx, urls), *errors) if n)
     results = [
@@ -541,10 +546,55 @@ def mlflow_sweep(ctx: Context) -> list[Result]:
     return results
 
 
+# -- (f) the --workers curve ----------------------------------------------------------------------
+
+CURVE_WORKERS = (1, 2, 4)
+CURVE = "Scaling: runstream server --workers N (issue 12)"
+
+
+def workers_curve(ctx: Context) -> list[Result]:
+    """log_batch from 4 processes and the sweep, on a fresh runstream server per worker
+    count, when ``runstream server`` has ``--workers`` (else one row saying it has not)."""
+    if not runstream_has_workers_flag():
+        return [
+            missing("workers_curve", CURVE, "points/s by runstream server --workers N",
+                    "points/s", "this runstream server has no --workers flag yet")
+        ]  # fmt: skip
+    calls, shape = ctx.size(2, 10), sweep_shape(ctx)
+    results = []
+    for workers in CURVE_WORKERS:
+        with ctx.fresh_runstream(workers=workers) as server:
+            warm_up(server.url)
+            batch, batch_detail = log_batch_rate(server.url, 4, calls)
+            sweep, sweep_detail = sweep_rate(server.url, shape)
+        results += [
+            Result(
+                f"workers_{workers}_log_batch_4proc",
+                CURVE,
+                f"--workers {workers}: MlflowClient.log_batch of 1,000 metrics, 4 processes x "
+                f"{calls} calls at once",
+                batch,
+                "points/s",
+                detail=batch_detail,
+            ),
+            Result(
+                f"workers_{workers}_sweep",
+                CURVE,
+                f"--workers {workers}: the mlflow client's sweep, {shape['runs']} runs x "
+                f"{shape['steps']} steps x 5 metrics, 4 processes",
+                sweep,
+                "points/s",
+                detail=sweep_detail,
+            ),
+        ]
+    return results
+
+
 WORKLOADS: dict[str, Callable[[Context], list[Result]]] = {
     "mlflow_call_latency": mlflow_call_latency,
     "mlflow_log_batch_4proc": mlflow_log_batch_4proc,
     "mlflow_search": mlflow_search,
     "mlflow_history": mlflow_history,
     "mlflow_sweep": mlflow_sweep,
+    "workers_curve": workers_curve,
 }

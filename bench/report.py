@@ -379,10 +379,15 @@ class Context:
         return BenchStores(self.stores.pg_admin, self._redis.url)
 
     @contextlib.contextmanager
-    def fresh_runstream(self, *, run_projector: bool = True) -> Iterator[Server]:
-        """A runstream server of its own (fresh database and prefix), stopped on exit."""
+    def fresh_runstream(
+        self, *, run_projector: bool = True, workers: int | None = None
+    ) -> Iterator[Server]:
+        """A runstream server of its own (fresh database and prefix), stopped on exit;
+        ``workers`` overrides the run's ``--runstream-workers``."""
         with start_runstream(
-            self._stores(), run_projector=run_projector, workers=self.runstream_workers
+            self._stores(),
+            run_projector=run_projector,
+            workers=workers if workers is not None else self.runstream_workers,
         ) as server:
             yield server
 

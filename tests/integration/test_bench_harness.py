@@ -13,13 +13,19 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import redis
 
 from bench import __main__ as bench_main
-from bench.harness import start_null_server, start_redis
+from bench.harness import (
+    runstream_has_workers_flag,
+    start_null_server,
+    start_redis,
+    start_runstream,
+)
 from bench.null_server import EXPERIMENT_ID
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +67,7 @@ def test_every_published_workload_has_a_unique_name() -> None:
     published, opt_in = bench_main.PUBLISHED, bench_main.OPT_IN
     assert not set(published) & set(opt_in)
     issue12 = {"mlflow_call_latency", "mlflow_log_batch_4proc", "mlflow_search",
-               "mlflow_history", "mlflow_sweep", "storage_bytes"}  # fmt: skip
+               "mlflow_history", "mlflow_sweep", "workers_curve", "storage_bytes"}  # fmt: skip
     assert issue12 <= set(published)
     assert {"mlflow_proof", "sdk_hot_path", "search_queries"} <= set(opt_in)
 
@@ -96,3 +102,15 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path) -> None:
     assert text.startswith("# Benchmarks\n\nintro\n")
     assert "`mlflow_call_log_metric`" in text and saved.name in text
     assert "| null server | runstream ÷ null | MLflow ÷ null |" in text
+
+
+def test_runstream_workers_passed_on_only_when_the_server_has_the_flag() -> None:
+    with start_runstream(workers=2) as server:
+        argv = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().split(b"\0")
+        if runstream_has_workers_flag():
+            assert server.workers == 2 and b"--workers" in argv
+        else:
+            assert server.workers == 1 and b"--workers" not in argv
+            assert "lacks" in server.extra["workers_note"]
+        with urllib.request.urlopen(server.url + "/health", timeout=10) as resp:
+            assert resp.status == 200
