@@ -23,6 +23,8 @@ row).
 - ``mlflow_sweep``: a 4-process sweep, ``mlflow.log_metrics`` per step (fluent API, one run
   per trial), both servers; and the same sweep through runstream's native SDK, labelled as
   the different protocol it is.
+- ``workers_curve``: ``mlflow_log_batch_4proc``'s and ``mlflow_sweep``'s measurements on a
+  fresh runstream server per ``--workers`` 1, 2, 4 (when the server has that flag).
 """
 
 from __future__ import annotations
