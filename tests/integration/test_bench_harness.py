@@ -3,7 +3,8 @@
 Real processes on free loopback ports: a dedicated Redis with AOF, the null server with the
 real ``mlflow`` client against it, and a short ``python -m bench`` run (runstream and the
 null server, no MLflow server: its start-up alone takes a minute) writing its JSON and its
-markdown to a temporary folder.
+markdown to a temporary folder. PostgreSQL is the session's (``pg_admin_url``); runstream's
+Redis is always the harness's own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import redis
 
 from bench import __main__ as bench_main
 from bench.harness import (
+    BenchStores,
     runstream_has_workers_flag,
     start_null_server,
     start_redis,
@@ -72,13 +74,13 @@ def test_every_published_workload_has_a_unique_name() -> None:
     assert {"mlflow_proof", "sdk_hot_path", "search_queries"} <= set(opt_in)
 
 
-def test_quick_run_writes_json_and_markdown(tmp_path: Path) -> None:
+def test_quick_run_writes_json_and_markdown(tmp_path: Path, pg_admin_url: str) -> None:
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nintro\n")
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--no-mlflow",
-         "--only", "mlflow_call_latency", "--runstream-workers", "1",
+         "--only", "mlflow_call_latency", "--runstream-workers", "1", "--pg", pg_admin_url,
          "--results-dir", str(tmp_path), "--docs", str(docs)],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
@@ -104,8 +106,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path: Path) -> None:
     assert "| null server | runstream ÷ null | MLflow ÷ null |" in text
 
 
-def test_runstream_workers_passed_on_only_when_the_server_has_the_flag() -> None:
-    with start_runstream(workers=2) as server:
+def test_runstream_workers_passed_on_only_when_the_server_has_the_flag(pg_admin_url: str) -> None:
+    with start_runstream(BenchStores(pg_admin_url), workers=2) as server:
         argv = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().split(b"\0")
         if runstream_has_workers_flag():
             assert server.workers == 2 and b"--workers" in argv
