@@ -13,18 +13,17 @@ from typing import Any
 from aiohttp import web
 
 from runstream.api import queries, views
+from runstream.api.mlflow.pagination import check_page_size
 from runstream.ingest.watermarks import WATERMARKS
 from runstream.resources import PG_POOL, SETTINGS
+from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue, ResourceDoesNotExist
 from runstream.schemas.sharding import WriteToken
-from runstream.schemas.validation import INT64_MAX, INT64_MIN, invalid_value
+from runstream.schemas.validation import experiment_not_found, invalid_value, parse_experiment_id
 from runstream.web import json_response
 
 WAIT_FOR_PARAM = "wait_for"
 WAIT_FOR_HEADER = "X-Runstream-Wait-For"
-DEFAULT_MAX_RESULTS = 1000
-MAX_RESULTS_LIMIT = 50_000
-"""MLflow's cap on ``max_results`` of run searches."""
 
 
 # -- what every read does ------------------------------------------------------------------------
@@ -66,23 +65,6 @@ def require_active_run(run_id: str, row: Any) -> Any:
     return row
 
 
-def experiment_not_found(experiment_id: int | str) -> ResourceDoesNotExist:
-    return ResourceDoesNotExist(f"No Experiment with id={experiment_id} exists")
-
-
-def parse_experiment_id(text: str) -> int:
-    """MLflow's parsing: any integer text; not an integer → 400, out of bigint → 404."""
-    try:
-        experiment_id = int(text)
-    except ValueError:
-        raise InvalidParameterValue(
-            f"Invalid experiment ID '{text}'. Experiment ID must be a valid integer."
-        ) from None
-    if not INT64_MIN <= experiment_id <= INT64_MAX:
-        raise experiment_not_found(experiment_id)
-    return experiment_id
-
-
 # -- paging and views ----------------------------------------------------------------------------
 
 
@@ -98,16 +80,12 @@ def parse_view_type(request: web.Request) -> tuple[str, ...]:
 
 def parse_page(request: web.Request) -> tuple[int, int]:
     """(limit, offset) from ``max_results`` and the opaque ``page_token`` we handed out."""
-    raw_limit = request.query.get("max_results", str(DEFAULT_MAX_RESULTS))
+    raw_limit = request.query.get("max_results", str(c.SEARCH_MAX_RESULTS_DEFAULT))
     raw_offset = request.query.get("page_token") or "0"
     try:
-        limit = int(raw_limit)
+        limit = check_page_size(int(raw_limit))
     except ValueError:
         raise InvalidParameterValue(invalid_value("max_results", raw_limit)) from None
-    if not 1 <= limit <= MAX_RESULTS_LIMIT:
-        raise InvalidParameterValue(
-            invalid_value("max_results", limit, f"must be between 1 and {MAX_RESULTS_LIMIT}")
-        )
     try:
         offset = int(raw_offset)
     except ValueError:

@@ -26,6 +26,8 @@ LIFECYCLE_STAGES_OF_VIEW: Mapping[str, tuple[str, ...]] = {
     "ALL": ("active", "deleted"),
 }
 """MLflow's ``ViewType`` names and the lifecycle stages each one shows."""
+VIEW_TYPES: Mapping[str, int] = {"ACTIVE_ONLY": 1, "DELETED_ONLY": 2, "ALL": 3}
+"""MLflow's ``ViewType`` names and their enum numbers."""
 
 
 def json_float(value: float) -> float | str:

@@ -15,11 +15,6 @@ from runstream.schemas.errors import InvalidParameterValue
 TrackedEvent = mo.LoggedModelEvent | inp.RunInputEvent
 TRACKED_EVENT_TYPES = (*mo.LOGGED_MODEL_EVENT_TYPES, *inp.RUN_INPUT_EVENT_TYPES)
 
-MAX_MODEL_NAME_LENGTH = 500
-MAX_MODEL_TYPE_LENGTH = 500
-MAX_MODEL_TAG_KEY_LENGTH = 255
-MAX_MODEL_PARAM_KEY_LENGTH = 255
-MAX_MODEL_TAG_VALUE_LENGTH = c.MAX_TAG_VALUE_LENGTH
 _BAD_NAME_CHARS = ("/", ":", ".", "%", '"', "'")
 
 
@@ -41,8 +36,8 @@ def check_model_name(name: str) -> None:
             f"Invalid model name ({name!r}) provided. Model name must be a non-empty string "
             f"and cannot contain the following characters: {_BAD_NAME_CHARS}"
         )
-    if len(name) > MAX_MODEL_NAME_LENGTH:
-        raise InvalidParameterValue(v.exceeds_maximum_length("name", MAX_MODEL_NAME_LENGTH))
+    if len(name) > c.MAX_MODEL_NAME_LENGTH:
+        raise InvalidParameterValue(v.exceeds_maximum_length("name", c.MAX_MODEL_NAME_LENGTH))
 
 
 def check_model_status(status: str, path: str) -> None:
@@ -72,9 +67,9 @@ def check_event(event: TrackedEvent, path: str) -> None:
         v.validate_key(event.key, f"{path}.key")
         v.validate_int64(event.timestamp, f"{path}.timestamp")
         v.validate_int64(event.step, f"{path}.step")
-        v.validate_string(event.dataset_name, f"{path}.dataset_name", inp.MAX_DATASET_NAME_LENGTH)
+        v.validate_string(event.dataset_name, f"{path}.dataset_name", c.MAX_DATASET_NAME_LENGTH)
         v.validate_string(
-            event.dataset_digest, f"{path}.dataset_digest", inp.MAX_DATASET_DIGEST_LENGTH
+            event.dataset_digest, f"{path}.dataset_digest", c.MAX_DATASET_DIGEST_LENGTH
         )
         return
     check_model_id(
@@ -89,30 +84,26 @@ def check_event(event: TrackedEvent, path: str) -> None:
         )
         if event.source_run_id:
             v.validate_run_id(event.source_run_id, f"{path}.source_run_id")
-        v.validate_string(event.model_type, f"{path}.model_type", MAX_MODEL_TYPE_LENGTH)
+        v.validate_string(event.model_type, f"{path}.model_type", c.MAX_MODEL_TYPE_LENGTH)
         check_model_status(event.status, f"{path}.status")
-        check_pairs(
-            event.tags, f"{path}.tags", MAX_MODEL_TAG_KEY_LENGTH, MAX_MODEL_TAG_VALUE_LENGTH
-        )
+        check_pairs(event.tags, f"{path}.tags", c.MAX_MODEL_TAG_KEY_LENGTH, c.MAX_TAG_VALUE_LENGTH)
         check_pairs(
             event.params,
             f"{path}.params",
-            MAX_MODEL_PARAM_KEY_LENGTH,
+            c.MAX_MODEL_PARAM_KEY_LENGTH,
             c.MAX_PARAM_VALUE_LENGTH,
         )
     elif isinstance(event, mo.LoggedModelFinalized):
         check_model_status(event.status, f"{path}.status")
         v.validate_int64(event.time, f"{path}.time", minimum=0)
     elif isinstance(event, mo.LoggedModelTagsSet):
-        check_pairs(
-            event.tags, f"{path}.tags", MAX_MODEL_TAG_KEY_LENGTH, MAX_MODEL_TAG_VALUE_LENGTH
-        )
+        check_pairs(event.tags, f"{path}.tags", c.MAX_MODEL_TAG_KEY_LENGTH, c.MAX_TAG_VALUE_LENGTH)
     elif isinstance(event, mo.LoggedModelTagDeleted):
         if not event.key:
             raise InvalidParameterValue(v.missing_value(f"{path}.key"))
     elif isinstance(event, mo.LoggedModelParamsLogged):
         check_pairs(
-            event.params, f"{path}.params", MAX_MODEL_PARAM_KEY_LENGTH, c.MAX_PARAM_VALUE_LENGTH
+            event.params, f"{path}.params", c.MAX_MODEL_PARAM_KEY_LENGTH, c.MAX_PARAM_VALUE_LENGTH
         )
     elif isinstance(event, mo.LoggedModelDeleted):
         v.validate_int64(event.time, f"{path}.time", minimum=0)
@@ -135,22 +126,20 @@ def check_run_input(
 def check_dataset(event: inp.DatasetInputLogged, path: str) -> None:
     """MLflow's ``_validate_dataset`` and ``_validate_input_tag`` (their messages)."""
     limits = (
-        ("name", event.name, inp.MAX_DATASET_NAME_LENGTH),
-        ("digest", event.digest, inp.MAX_DATASET_DIGEST_LENGTH),
-        ("source_type", event.source_type, inp.MAX_DATASET_SOURCE_TYPE_LENGTH),
-        ("source", event.source, inp.MAX_DATASET_SOURCE_LENGTH),
-        ("schema", event.schema, inp.MAX_DATASET_SCHEMA_LENGTH),
-        ("profile", event.profile, inp.MAX_DATASET_PROFILE_LENGTH),
+        ("name", event.name, c.MAX_DATASET_NAME_LENGTH),
+        ("digest", event.digest, c.MAX_DATASET_DIGEST_LENGTH),
+        ("source_type", event.source_type, c.MAX_DATASET_SOURCE_TYPE_LENGTH),
+        ("source", event.source, c.MAX_DATASET_SOURCE_LENGTH),
+        ("schema", event.schema, c.MAX_DATASET_SCHEMA_LENGTH),
+        ("profile", event.profile, c.MAX_DATASET_PROFILE_LENGTH),
     )
     for name, value, limit in limits:
         if len(value) > limit:
             raise InvalidParameterValue(v.exceeds_maximum_length(name, limit))
     for key, value in event.tags:
-        if len(key) > inp.MAX_INPUT_TAG_KEY_LENGTH:
+        if len(key) > c.MAX_INPUT_TAG_KEY_LENGTH:
+            raise InvalidParameterValue(v.exceeds_maximum_length("key", c.MAX_INPUT_TAG_KEY_LENGTH))
+        if len(value) > c.MAX_INPUT_TAG_VALUE_LENGTH:
             raise InvalidParameterValue(
-                v.exceeds_maximum_length("key", inp.MAX_INPUT_TAG_KEY_LENGTH)
-            )
-        if len(value) > inp.MAX_INPUT_TAG_VALUE_LENGTH:
-            raise InvalidParameterValue(
-                v.exceeds_maximum_length("value", inp.MAX_INPUT_TAG_VALUE_LENGTH)
+                v.exceeds_maximum_length("value", c.MAX_INPUT_TAG_VALUE_LENGTH)
             )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from runstream.projector import models_plan
 from runstream.projector.models_plan import ModelRows
+from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
 from runstream.schemas import metrics as me
 from runstream.schemas import runs as ru
@@ -30,7 +31,6 @@ from runstream.schemas.codec import Entry, Event
 
 ACTIVE = "active"
 DELETED = "deleted"
-RUN_NAME_TAG = "mlflow.runName"
 
 
 @dataclass(slots=True)
@@ -200,7 +200,7 @@ class _Planner:
         if not name:
             return
         self.run_patch(run_id).name = name
-        self.current.run_tags[(run_id, RUN_NAME_TAG)] = name
+        self.current.run_tags[(run_id, c.RUN_NAME_TAG)] = name
 
     def run_lifecycle(self, run_id: str, stage: str, deleted_time: int | None) -> None:
         target = self.run_patch(run_id)
@@ -228,9 +228,9 @@ class _Planner:
                 tags = dict(event.tags)
                 # MLflow's create_run: the name comes from run_name or the mlflow.runName
                 # tag, and the tag is added when only run_name was given.
-                name = event.run_name or tags.get(RUN_NAME_TAG, "")
-                if name and RUN_NAME_TAG not in tags:
-                    tags[RUN_NAME_TAG] = name
+                name = event.run_name or tags.get(c.RUN_NAME_TAG, "")
+                if name and c.RUN_NAME_TAG not in tags:
+                    tags[c.RUN_NAME_TAG] = name
                 seg.run_patches.pop(event.run_id, None)
                 seg.runs[event.run_id] = RunRow(
                     run_id=event.run_id,
@@ -258,7 +258,7 @@ class _Planner:
                 self.run_lifecycle(event.run_id, ACTIVE, None)
             case ru.RunTagsSet():
                 for key, value in event.tags:
-                    if key == RUN_NAME_TAG:
+                    if key == c.RUN_NAME_TAG:
                         # MLflow's set_tag routes this tag through update_run_info.
                         self.rename_run(event.run_id, value)
                     else:

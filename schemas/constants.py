@@ -100,6 +100,56 @@ MAX_EXPERIMENT_NAME_LENGTH = 500
 MAX_RUN_NAME_LENGTH = 250
 MAX_ARTIFACT_LOCATION_LENGTH = 2000
 
+# MLflow's request limits: every entry point imports them from here (ingest may import nothing
+# but schemas/), none keeps a copy.
+
+SEARCH_MAX_RESULTS_DEFAULT = 1000
+"""Runs (and native list pages) when a search names no ``max_results`` (MLflow's default)."""
+SEARCH_MAX_RESULTS_THRESHOLD = 50_000
+"""Most results of one search page: runs, experiments, logged models (MLflow's ceiling)."""
+LOGGED_MODEL_SEARCH_MAX_RESULTS_DEFAULT = 100
+"""Logged models when a search names no ``max_results`` (MLflow's default)."""
+MAX_METRICS_PER_BATCH = 1000
+"""Metrics in one ``runs/log-batch`` request."""
+MAX_PARAMS_TAGS_PER_BATCH = 100
+"""Params, and separately tags, in one ``runs/log-batch`` request."""
+MAX_ENTITIES_PER_BATCH = 1000
+"""Metrics, params and tags together in one ``runs/log-batch`` request."""
+MAX_RUNS_PER_HISTORY_BULK = 100
+"""Runs in one ``metrics/get-history-bulk`` or ``get-history-bulk-interval`` request."""
+MAX_HISTORY_BULK_RESULTS = 25_000
+"""Points in one ``metrics/get-history-bulk`` answer (the UI's endpoint)."""
+MAX_RESULTS_PER_RUN = 2500
+"""Points per run of ``get-history-bulk-interval``."""
+MAX_DATASETS_PER_REQUEST = 1000
+"""Dataset inputs in one ``runs/log-inputs`` request (MLflow's MAX_DATASETS_PER_BATCH)."""
+MAX_MODELS_PER_REQUEST = 1000
+"""Model inputs or outputs in one ``runs/log-inputs`` or ``runs/outputs`` request."""
+MAX_MODEL_NAME_LENGTH = 500
+"""Characters in a logged model's name."""
+MAX_MODEL_TYPE_LENGTH = 500
+MAX_MODEL_TAG_KEY_LENGTH = 255
+MAX_MODEL_PARAM_KEY_LENGTH = 255
+MAX_DATASET_NAME_LENGTH = 500
+MAX_DATASET_DIGEST_LENGTH = 36
+MAX_DATASET_SOURCE_TYPE_LENGTH = 36
+MAX_DATASET_SOURCE_LENGTH = 65_535
+MAX_DATASET_SCHEMA_LENGTH = 1_048_575
+MAX_DATASET_PROFILE_LENGTH = 16_777_215
+MAX_INPUT_TAG_KEY_LENGTH = 255
+MAX_INPUT_TAG_VALUE_LENGTH = 500
+
+# -- MLflow's reserved tags -----------------------------------------------------------------------
+
+RUN_NAME_TAG = "mlflow.runName"
+"""The run tag that mirrors a run's name."""
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+"""The dataset input tag naming its use (``training``, ``eval``, ...)."""
+LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
+"""The run tag listing the models logged to it (JSON)."""
+
+# -- native limits --------------------------------------------------------------------------------
+
 MAX_EVENTS_PER_REQUEST = 10_000
 """Events in one native ingest request."""
 MAX_POINTS_PER_REQUEST = 2_000_000

@@ -12,9 +12,6 @@ from typing import ClassVar
 
 Pairs = tuple[tuple[str, str], ...]
 
-DATASET_CONTEXT_TAG = "mlflow.data.context"
-"""Input tag saying what the run used a dataset for ("training", "eval", ...)."""
-
 
 @dataclass(frozen=True, slots=True)
 class DatasetInputLogged:
@@ -81,13 +78,3 @@ RUN_INPUT_EVENT_TYPES: tuple[type[RunInputEvent], ...] = (
     ModelInputLogged,
     ModelOutputLogged,
 )
-
-MAX_DATASET_NAME_LENGTH = 500
-MAX_DATASET_DIGEST_LENGTH = 36
-MAX_DATASET_SOURCE_TYPE_LENGTH = 36
-MAX_DATASET_SOURCE_LENGTH = 65_535
-MAX_DATASET_SCHEMA_LENGTH = 1_048_575
-MAX_DATASET_PROFILE_LENGTH = 16_777_215
-MAX_INPUT_TAG_KEY_LENGTH = 255
-MAX_INPUT_TAG_VALUE_LENGTH = 500
-"""MLflow's limits (``mlflow/utils/validation.py``), in characters."""

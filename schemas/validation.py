@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from runstream.schemas import constants as c
-from runstream.schemas.errors import InvalidParameterValue
+from runstream.schemas.errors import InvalidParameterValue, ResourceDoesNotExist
 
 _KEY_CHARS = re.compile(r"^[/\w.\- :]*$")
 _RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
@@ -108,6 +108,28 @@ def validate_experiment_id(experiment_id: Any, path: str = "experiment_id") -> s
     if not isinstance(experiment_id, str) or _EXPERIMENT_ID.match(experiment_id) is None:
         raise InvalidParameterValue(f"Invalid experiment ID: '{experiment_id}'")
     return experiment_id
+
+
+def parse_experiment_id(value: object) -> int:
+    """An experiment id of a request (an integer, or its text as MLflow's ids travel), as
+    MLflow's ``_parse_experiment_id`` reads it: not an integer is 400, past int64 is 404 (no
+    experiment has that id; PostgreSQL could not compare it)."""
+    not_an_integer = InvalidParameterValue(
+        f"Invalid experiment ID '{value}'. Experiment ID must be a valid integer."
+    )
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise not_an_integer
+    try:
+        experiment_id = int(value)
+    except ValueError:
+        raise not_an_integer from None
+    if not INT64_MIN <= experiment_id <= INT64_MAX:
+        raise experiment_not_found(experiment_id)
+    return experiment_id
+
+
+def experiment_not_found(experiment_id: int | str) -> ResourceDoesNotExist:
+    return ResourceDoesNotExist(f"No Experiment with id={experiment_id} exists")
 
 
 def validate_experiment_name(name: Any) -> str:

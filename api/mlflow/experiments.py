@@ -14,11 +14,11 @@ from runstream.api import queries, views
 from runstream.api.mlflow import messages as rq
 from runstream.api.mlflow import search
 from runstream.api.mlflow.handler_io import request_fields, write
-from runstream.api.reads import experiment_not_found
 from runstream.ingest.app_keys import INGESTOR
 from runstream.resources import PG_POOL
 from runstream.schemas import experiments as ex
 from runstream.schemas.errors import InvalidParameterValue, ResourceDoesNotExist
+from runstream.schemas.validation import experiment_not_found
 from runstream.web import json_response
 
 

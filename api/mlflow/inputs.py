@@ -25,8 +25,6 @@ from runstream.schemas.errors import InvalidParameterValue
 from runstream.schemas.validation import exceeds_maximum_length
 from runstream.web import json_response
 
-LOG_MODEL_HISTORY_TAG = "mlflow.log-model.history"
-
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -89,5 +87,5 @@ async def log_model(request: web.Request) -> web.Response:
     # models to one run at the same instant may lose one entry, as with MLflow's SQL store.
     row = require_active_run(req.run_id, await lmq.run_state(request.app[PG_POOL], req.run_id))
     value = appended_history(row["history"], req.model)
-    await write(request, [rn.RunTagsSet(req.run_id, ((LOG_MODEL_HISTORY_TAG, value),))])
+    await write(request, [rn.RunTagsSet(req.run_id, ((c.LOG_MODEL_HISTORY_TAG, value),))])
     return json_response({})

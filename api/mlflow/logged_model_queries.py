@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from runstream.api.mlflow import logged_model_search as lms
+from runstream.schemas import constants as c
 
 Executor: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 Row: TypeAlias = asyncpg.Record
@@ -84,6 +85,6 @@ async def run_state(db: Executor, run_id: str) -> Row | None:
         " (SELECT t.value FROM run_tags t WHERE t.run_id = r.run_id AND t.key = $2) AS history"
         " FROM runs r WHERE r.run_id = $1",
         run_id,
-        "mlflow.log-model.history",
+        c.LOG_MODEL_HISTORY_TAG,
     )
     return row

@@ -16,6 +16,7 @@ from typing import Any
 from runstream.api.mlflow import logged_model_search as lms
 from runstream.api.mlflow.logged_model_views import STATUS_FROM_PROTO
 from runstream.api.mlflow.messages import (
+    API_DOCS_HINT,
     Fields,
     Metric,
     Pairs,
@@ -26,14 +27,12 @@ from runstream.api.mlflow.messages import (
     string_list,
     type_error,
 )
+from runstream.api.mlflow.pagination import check_page_size
+from runstream.schemas import constants as c
 from runstream.schemas import models as mo
 from runstream.schemas.errors import InvalidParameterValue
-from runstream.schemas.validation import invalid_value, missing_value
+from runstream.schemas.validation import missing_value, parse_experiment_id
 
-API_DOCS_HINT = " See the API docs for more information about request parameters."
-MAX_DATASETS_PER_REQUEST = 1000
-"""MLflow's MAX_DATASETS_PER_BATCH."""
-MAX_MODELS_PER_REQUEST = 1000
 LOG_MODEL_FIELDS = ("run_id", "utc_time_created", "artifact_path", "model_uuid")
 """The keys of a model's dict that MLflow keeps in ``mlflow.log-model.history``."""
 
@@ -111,10 +110,7 @@ def parse_search_logged_models(fields: Fields) -> lms.SearchRequest:
     if not experiment_ids:
         raise InvalidParameterValue(missing_value("experiment_ids") + API_DOCS_HINT)
     for experiment_id in experiment_ids:
-        if not experiment_id.isdigit():
-            raise InvalidParameterValue(
-                f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer."
-            )
+        parse_experiment_id(experiment_id)
     filter_string = optional_string(fields, "filter") or None
     datasets = []
     for d in message_list(fields, "datasets"):
@@ -124,13 +120,9 @@ def parse_search_logged_models(fields: Fields) -> lms.SearchRequest:
                 "`dataset_name` in the `datasets` clause must be specified."
             )
         datasets.append(lms.DatasetFilter(name, _string(d, "dataset_digest") or None))
-    max_results = optional_int(fields, "max_results") or lms.DEFAULT_MAX_RESULTS
-    if not 1 <= max_results <= lms.MAX_RESULTS_LIMIT:
-        raise InvalidParameterValue(
-            invalid_value(
-                "max_results", max_results, f"must be between 1 and {lms.MAX_RESULTS_LIMIT}"
-            )
-        )
+    max_results = check_page_size(
+        optional_int(fields, "max_results") or c.LOGGED_MODEL_SEARCH_MAX_RESULTS_DEFAULT
+    )
     order_by = []
     for o in message_list(fields, "order_by"):
         field_name = _string(o, "field_name")
@@ -183,10 +175,10 @@ def parse_log_inputs(fields: Fields) -> LogInputs:
     run_id = required_string(fields, "run_id")
     raw = message_list(fields, "datasets")
     models = message_list(fields, "models")
-    if len(raw) > MAX_DATASETS_PER_REQUEST or len(models) > MAX_MODELS_PER_REQUEST:
+    if len(raw) > c.MAX_DATASETS_PER_REQUEST or len(models) > c.MAX_MODELS_PER_REQUEST:
         raise InvalidParameterValue(
-            f"A request can log at most {MAX_DATASETS_PER_REQUEST} datasets and "
-            f"{MAX_MODELS_PER_REQUEST} models. Please split them across several requests."
+            f"A request can log at most {c.MAX_DATASETS_PER_REQUEST} datasets and "
+            f"{c.MAX_MODELS_PER_REQUEST} models. Please split them across several requests."
         )
     datasets = []
     seen: set[tuple[str, str]] = set()
@@ -222,9 +214,9 @@ def parse_log_outputs(fields: Fields) -> LogOutputs:
     if fields.get("models") is None:
         raise InvalidParameterValue(missing_value("models") + API_DOCS_HINT)
     raw = message_list(fields, "models")
-    if len(raw) > MAX_MODELS_PER_REQUEST:
+    if len(raw) > c.MAX_MODELS_PER_REQUEST:
         raise InvalidParameterValue(
-            f"A request can log at most {MAX_MODELS_PER_REQUEST} models. Please split them "
+            f"A request can log at most {c.MAX_MODELS_PER_REQUEST} models. Please split them "
             "across several requests."
         )
     models = []

@@ -8,25 +8,21 @@ Numeric entities (metrics, the timestamps) take ``< <= > >= = !=``; strings take
 one of the request's datasets, when given). Order: the given fields (attributes, or
 ``metrics.<key>`` by the model's latest point), nulls last, then newest first, then model id.
 
-Page tokens are MLflow's: base64 of ``{"experiment_ids", "filter_string", "order_by",
-"offset"}``, refused when the request's fields differ from the token's.
+Page tokens are MLflow's (``api.mlflow.pagination``): base64 of ``{"experiment_ids",
+"filter_string", "order_by", "offset"}``, refused when the request's fields differ from the
+token's.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runstream.api.mlflow import pagination
+from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue
-
-DEFAULT_MAX_RESULTS = 100
-"""MLflow's SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT."""
-MAX_RESULTS_LIMIT = 50_000
 
 ALIASES = {
     "creation_time": "creation_timestamp_ms",
@@ -241,56 +237,28 @@ class SearchRequest:
     experiment_ids: tuple[str, ...]
     filter_string: str | None = None
     datasets: tuple[DatasetFilter, ...] = ()
-    max_results: int = DEFAULT_MAX_RESULTS
+    max_results: int = c.LOGGED_MODEL_SEARCH_MAX_RESULTS_DEFAULT
     order_by: tuple[OrderBy, ...] = ()
     page_token: str | None = None
     comparisons: tuple[Comparison, ...] = field(default=())
 
 
-def encode_page_token(request: SearchRequest, offset: int) -> str:
-    payload = {
-        "experiment_ids": list(request.experiment_ids),
-        "filter_string": request.filter_string,
-        "order_by": [o.to_dict() for o in request.order_by] or None,
-        "offset": offset,
-    }
-    return base64.b64encode(json.dumps(payload).encode()).decode()
-
-
-def decode_page_token(request: SearchRequest) -> int:
-    """The offset of ``request.page_token`` (0 without one), checked against the request."""
-    token = request.page_token
-    if not token:
-        return 0
-    try:
-        payload = json.loads(base64.b64decode(token.encode(), validate=True).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidParameterValue(f"Invalid page token: {token}. {exc}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidParameterValue(f"Invalid page token: {token}.")
-    experiment_ids = payload.get("experiment_ids")
-    if experiment_ids != list(request.experiment_ids):
-        raise InvalidParameterValue(
-            "Experiment IDs in the page token do not match the requested experiment IDs. "
-            f"Expected: {list(request.experiment_ids)}. Found: {experiment_ids}"
-        )
-    filter_string = payload.get("filter_string") or None
-    if filter_string != request.filter_string:
-        raise InvalidParameterValue(
-            "Filter string in the page token does not match the requested filter string. "
-            f"Expected: {request.filter_string}. Found: {filter_string}"
-        )
-    order_by = payload.get("order_by") or None
-    wanted = [o.to_dict() for o in request.order_by] or None
-    if order_by != wanted:
-        raise InvalidParameterValue(
-            "Order by in the page token does not match the requested order by. "
-            f"Expected: {wanted}. Found: {order_by}"
-        )
-    offset = payload.get("offset") or 0
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise InvalidParameterValue(f"Invalid page token: {token}.")
-    return offset
+def page_token_bounds(request: SearchRequest) -> tuple[pagination.Bound, ...]:
+    """What a page token of this search is bound to, as MLflow's
+    ``SearchLoggedModelsPaginationToken`` keeps and checks it."""
+    return (
+        pagination.Bound(
+            "experiment_ids",
+            list(request.experiment_ids),
+            "Experiment IDs",
+            "experiment IDs",
+            verb="do",
+        ),
+        pagination.Bound("filter_string", request.filter_string, "Filter string", "filter string"),
+        pagination.Bound(
+            "order_by", [o.to_dict() for o in request.order_by] or None, "Order by", "order by"
+        ),
+    )
 
 
 # -- SQL -----------------------------------------------------------------------------------------

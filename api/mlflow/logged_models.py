@@ -16,6 +16,7 @@ from runstream.api.artifacts.store import clean_path
 from runstream.api.mlflow import logged_model_queries as lmq
 from runstream.api.mlflow import logged_model_requests as mr
 from runstream.api.mlflow import logged_model_search as lms
+from runstream.api.mlflow import pagination
 from runstream.api.mlflow.artifacts import listing
 from runstream.api.mlflow.handler_io import request_fields, write
 from runstream.api.mlflow.logged_model_views import logged_model_to_json
@@ -120,13 +121,16 @@ async def log_logged_model_params(request: web.Request) -> web.Response:
 async def search_logged_models(request: web.Request) -> web.Response:
     """``POST /logged-models/search`` → ``{"models": [...], "next_page_token"?}``."""
     req = mr.parse_search_logged_models(await request_fields(request, repeated=("experiment_ids",)))
-    offset = lms.decode_page_token(req)
-    rows = await lmq.search(request.app[PG_POOL], req, offset)
+    bounds = lms.page_token_bounds(req)
+    offset = pagination.decode(req.page_token, bounds).offset
+    rows, token = pagination.page(
+        await lmq.search(request.app[PG_POOL], req, offset), offset, req.max_results, bounds
+    )
     out: JsonDict = {}
     if rows:
-        out["models"] = [logged_model_to_json(r) for r in rows[: req.max_results]]
-    if len(rows) > req.max_results:
-        out["next_page_token"] = lms.encode_page_token(req, offset + req.max_results)
+        out["models"] = [logged_model_to_json(r) for r in rows]
+    if token:
+        out["next_page_token"] = token
     return json_response(out)
 
 

@@ -10,8 +10,6 @@ limits), and raises ``InvalidParameterValue`` with MLflow's message. No I/O here
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 import math
@@ -22,7 +20,9 @@ from typing import Any
 
 from multidict import MultiMapping
 
-from runstream.api.reads import parse_experiment_id
+from runstream.api.mlflow import pagination
+from runstream.api.mlflow.pagination import check_max_results
+from runstream.api.views import VIEW_TYPES
 from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue, MalformedRequest
 from runstream.schemas.validation import (
@@ -30,6 +30,8 @@ from runstream.schemas.validation import (
     exceeds_maximum_length,
     invalid_value,
     missing_value,
+    parse_experiment_id,
+    validate_batch_limit,
     validate_experiment_name,
 )
 
@@ -37,18 +39,8 @@ Fields = Mapping[str, Any]
 Pairs = tuple[tuple[str, str], ...]
 
 API_DOCS_HINT = " See the API docs for more information about request parameters."
-SEARCH_MAX_RESULTS_THRESHOLD = 50_000
-"""MLflow's ceiling on ``max_results`` of run and experiment searches."""
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_ENTITIES_PER_BATCH = 1000
-MAX_RUNS_PER_BULK_INTERVAL = 100
-"""Runs in one ``get-history-bulk-interval`` request (MLflow's MAX_RUNS_GET_METRIC_HISTORY_BULK)."""
-MAX_RESULTS_PER_RUN = 2500
-"""Points per run of ``get-history-bulk-interval`` (MLflow's MAX_RESULTS_PER_RUN)."""
-RUN_NAME_TAG = "mlflow.runName"
+"""What MLflow's handler schema appends to a refusal."""
 
-VIEW_TYPES = {"ACTIVE_ONLY": 1, "DELETED_ONLY": 2, "ALL": 3}
 RUN_STATUSES = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}
 
 _RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
@@ -347,58 +339,6 @@ def check_experiment_tag(key: Any, value: Any) -> tuple[str, str]:
     return key, value
 
 
-def check_batch_limit(entity: str, limit: int, length: int) -> None:
-    if length > limit:
-        raise InvalidParameterValue(
-            f"A batch logging request can contain at most {limit} {entity}. "
-            f"Got {length} {entity}. Please split up {entity} across multiple"
-            " requests and try again."
-        )
-
-
-def check_max_results(max_results: int) -> int:
-    """The search stores' ``_validate_max_results_param``."""
-    if max_results < 1:
-        raise InvalidParameterValue(
-            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
-            "a positive integer"
-        )
-    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-        raise InvalidParameterValue(
-            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
-            f"most {SEARCH_MAX_RESULTS_THRESHOLD}"
-        )
-    return max_results
-
-
-# -- page tokens of metric history ----------------------------------------------------------------
-
-
-def offset_page_token(offset: int) -> str:
-    """MLflow's offset token: base64 of ``{"offset": n}``."""
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def parse_offset_page_token(token: str | None) -> int:
-    if not token:
-        return 0
-    try:
-        decoded = base64.b64decode(token)
-    except (TypeError, binascii.Error):
-        raise InvalidParameterValue("Invalid page token, could not base64-decode") from None
-    try:
-        parsed = json.loads(decoded)
-    except ValueError:
-        raise InvalidParameterValue(f"Invalid page token, decoded value={decoded!r}") from None
-    offset = parsed.get("offset") if isinstance(parsed, dict) else None
-    if not offset:
-        raise InvalidParameterValue(f"Invalid page token, parsed value={parsed}")
-    number = _as_int(offset)
-    if number is None:
-        raise InvalidParameterValue(f"Invalid page token, not stringable {offset}")
-    return number
-
-
 # -- experiments ----------------------------------------------------------------------------------
 
 
@@ -515,7 +455,7 @@ def parse_create_run(fields: Fields) -> CreateRun:
 def resolve_run_name(run_name: str, tags: Pairs, generate: Callable[[], str]) -> tuple[str, Pairs]:
     """MLflow's ``create_run``: the name from the request, else its ``mlflow.runName`` tag, else
     a generated one; the tag is added when the request had none. Both, differing, is an error."""
-    tag_name = next((value for key, value in tags if key == RUN_NAME_TAG), None)
+    tag_name = next((value for key, value in tags if key == c.RUN_NAME_TAG), None)
     if run_name and tag_name and run_name != tag_name:
         raise InvalidParameterValue(
             "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with "
@@ -523,7 +463,7 @@ def resolve_run_name(run_name: str, tags: Pairs, generate: Callable[[], str]) ->
         )
     name = run_name or tag_name or generate()
     if not tag_name:
-        tags = (*tags, (RUN_NAME_TAG, name))
+        tags = (*tags, (c.RUN_NAME_TAG, name))
     return name, tags
 
 
@@ -563,8 +503,8 @@ def parse_search_runs(fields: Fields) -> SearchRuns:
     filter_string = optional_string(fields, "filter") or ""
     max_results = optional_int(fields, "max_results")
     if max_results is None:
-        max_results = 1000
-    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        max_results = c.SEARCH_MAX_RESULTS_DEFAULT
+    if max_results > c.SEARCH_MAX_RESULTS_THRESHOLD:
         raise type_error("max_results", fields.get("max_results"))
     order_by = tuple(string_list(fields, "order_by"))
     view = enum_value(fields, "run_view_type", VIEW_TYPES) or "ACTIVE_ONLY"
@@ -671,11 +611,13 @@ def parse_log_batch(fields: Fields) -> LogBatch:
     tags = tuple(
         check_tag(t.get("key"), t.get("value"), f"tags[{i}]") for i, t in enumerate(raw_tags)
     )
-    check_batch_limit("metrics", MAX_METRICS_PER_BATCH, len(metrics))
-    check_batch_limit("params", MAX_PARAMS_TAGS_PER_BATCH, len(params))
-    check_batch_limit("tags", MAX_PARAMS_TAGS_PER_BATCH, len(tags))
-    check_batch_limit(
-        "metrics, params, and tags", MAX_ENTITIES_PER_BATCH, len(metrics) + len(params) + len(tags)
+    validate_batch_limit("metrics", c.MAX_METRICS_PER_BATCH, len(metrics))
+    validate_batch_limit("params", c.MAX_PARAMS_TAGS_PER_BATCH, len(params))
+    validate_batch_limit("tags", c.MAX_PARAMS_TAGS_PER_BATCH, len(tags))
+    validate_batch_limit(
+        "metrics, params, and tags",
+        c.MAX_ENTITIES_PER_BATCH,
+        len(metrics) + len(params) + len(tags),
     )
     check_unique_param_keys(params)
     return LogBatch(run_id, metrics, params, tags)
@@ -717,7 +659,8 @@ def parse_get_metric_history(fields: Fields) -> GetMetricHistory:
             f"Invalid value {max_results} for parameter 'max_results' supplied. "
             "It must be a positive integer."
         )
-    return GetMetricHistory(run_id, metric_key, max_results, parse_offset_page_token(page_token))
+    offset = pagination.decode(page_token).offset
+    return GetMetricHistory(run_id, metric_key, max_results, offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -733,19 +676,19 @@ def parse_get_metric_history_bulk_interval(fields: Fields) -> GetMetricHistoryBu
     if "run_ids" not in fields:
         raise _schema_error(missing_value("run_ids"))
     run_ids = string_list(fields, "run_ids")
-    if len(run_ids) > MAX_RUNS_PER_BULK_INTERVAL:
+    if len(run_ids) > c.MAX_RUNS_PER_HISTORY_BULK:
         raise _schema_error(
             "GetMetricHistoryBulkInterval request must specify at most "
-            f"{MAX_RUNS_PER_BULK_INTERVAL} run_ids. Received {len(run_ids)} run_ids."
+            f"{c.MAX_RUNS_PER_HISTORY_BULK} run_ids. Received {len(run_ids)} run_ids."
         )
     metric_key = required_string(fields, "metric_key")
     start_step = optional_int(fields, "start_step")
     end_step = optional_int(fields, "end_step")
     max_results = optional_int(fields, "max_results")
     if max_results is None:
-        max_results = MAX_RESULTS_PER_RUN
-    elif not 1 <= max_results <= MAX_RESULTS_PER_RUN:
-        raise _schema_error(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
+        max_results = c.MAX_RESULTS_PER_RUN
+    elif not 1 <= max_results <= c.MAX_RESULTS_PER_RUN:
+        raise _schema_error(f"max_results must be between 1 and {c.MAX_RESULTS_PER_RUN}.")
     if start_step is not None and end_step is not None:
         if start_step > end_step:
             raise InvalidParameterValue(

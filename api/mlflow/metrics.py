@@ -16,6 +16,7 @@ from aiohttp import web
 
 from runstream.api import queries
 from runstream.api.mlflow import messages as rq
+from runstream.api.mlflow import pagination
 from runstream.api.mlflow.handler_io import catch_up, request_fields, write
 from runstream.api.mlflow.history import (
     OrderedHistories,
@@ -131,7 +132,7 @@ async def get_metric_history(request: web.Request) -> web.Response:
         if len(chosen):
             out["metrics"] = metrics_json(req.metric_key, chosen)
         if next_offset is not None:
-            out["next_page_token"] = rq.offset_page_token(next_offset)
+            out["next_page_token"] = pagination.encode(next_offset)
     return json_response(out)
 
 

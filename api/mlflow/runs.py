@@ -23,6 +23,7 @@ from runstream.api.mlflow.handler_io import catch_up, request_fields, write
 from runstream.api.mlflow.names import random_run_name
 from runstream.api.reads import require_active_run, run_not_found
 from runstream.resources import PG_POOL
+from runstream.schemas import constants as c
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
 from runstream.schemas.errors import ResourceDoesNotExist, RunstreamError
@@ -45,7 +46,7 @@ def tag_events(run_id: str, tags: Sequence[tuple[str, str]]) -> list[Event]:
     events: list[Event] = []
     if tags:
         events.append(rn.RunTagsSet(run_id, tuple(tags)))
-    names = [value for key, value in tags if key == rq.RUN_NAME_TAG and value]
+    names = [value for key, value in tags if key == c.RUN_NAME_TAG and value]
     if names:
         events.append(rn.RunUpdated(run_id, run_name=names[-1]))
     return events
@@ -78,7 +79,7 @@ async def update_run(request: web.Request) -> web.Response:
     req = rq.parse_update_run(await request_fields(request))
     events: list[Event] = [rn.RunUpdated(req.run_id, req.status, req.end_time, req.run_name)]
     if req.run_name:
-        events.append(rn.RunTagsSet(req.run_id, ((rq.RUN_NAME_TAG, req.run_name),)))
+        events.append(rn.RunTagsSet(req.run_id, ((c.RUN_NAME_TAG, req.run_name),)))
     await write(request, events, wait=True)
     run = await load_run(request, req.run_id)
     return json_response({"run_info": run["info"]})
@@ -98,7 +99,7 @@ async def restore_run(request: web.Request) -> web.Response:
 
 async def set_tag(request: web.Request) -> web.Response:
     req = rq.parse_set_tag(await request_fields(request))
-    if req.key == rq.RUN_NAME_TAG and not req.value:
+    if req.key == c.RUN_NAME_TAG and not req.value:
         # MLflow's store renames through update_run_info, which ignores an empty name.
         events: list[Event] = [rn.RunUpdated(req.run_id)]
     else:

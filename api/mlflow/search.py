@@ -1,8 +1,9 @@
 """``search_runs`` and ``search_experiments`` with MLflow's semantics, as one query each.
 
-Parsing lives in ``api.search_filter`` and SQL building in ``api.search_sql``; this module
-validates the request the way MLflow's SQL store does, runs the query and makes the next page
-token. The REST handlers render what these return (runs by id, experiments from their rows).
+Parsing lives in ``search_filter``, SQL building in ``search_sql`` and page tokens in
+``pagination``; this module validates the request the way MLflow's SQL store does, runs the
+query and makes the next page token. The REST handlers render what these return (runs by
+id, experiments from their rows).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from runstream.api.mlflow import pagination
 from runstream.api.mlflow import search_filter as sf
 from runstream.api.mlflow import search_sql as sq
-
-SEARCH_MAX_RESULTS_DEFAULT = sq.SEARCH_MAX_RESULTS_DEFAULT
+from runstream.schemas import constants as c
+from runstream.schemas.validation import parse_experiment_id
 
 # A search's best plan depends on its values (an experiment of 1,000 runs wants per-run index
 # lookups, one of 100,000 wants hash joins), so never reuse a generic plan of the prepared
@@ -36,7 +38,7 @@ async def search_runs(
     experiment_ids: Sequence[str],
     filter_string: str = "",
     run_view_type: str = "ACTIVE_ONLY",
-    max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+    max_results: int = c.SEARCH_MAX_RESULTS_DEFAULT,
     order_by: Sequence[str] = (),
     page_token: str | None = None,
 ) -> tuple[list[str], str | None]:
@@ -45,12 +47,12 @@ async def search_runs(
     Raises ``InvalidParameterValue`` with MLflow's message for a bad filter, order_by,
     max_results, page token, view type or experiment id.
     """
-    sq.check_max_results(max_results, allow_null=True)
+    pagination.check_max_results(max_results, allow_null=True)
     stages = sq.view_stages(run_view_type)
     filters = sf.parse_runs_filter(filter_string)
     ordering = sf.parse_runs_order_by(order_by)
-    offset = sq.parse_page_token(page_token)
-    ids = [sf.parse_experiment_id(e) for e in experiment_ids]
+    offset = pagination.decode(page_token).offset
+    ids = [parse_experiment_id(e) for e in experiment_ids]
     if not ids:
         return [], None
     limit = None if max_results is None else max_results + 1
@@ -62,26 +64,25 @@ async def search_runs(
         offset=offset,
         limit=limit,
     )
-    rows = await _fetch(conn, query)
-    token = sq.next_page_token(offset, max_results, len(rows))
-    return [r["run_id"] for r in rows[:max_results]], token
+    rows, token = pagination.page(await _fetch(conn, query), offset, max_results)
+    return [r["run_id"] for r in rows], token
 
 
 async def search_experiments(
     conn: asyncpg.Connection,
     *,
     view_type: str = "ACTIVE_ONLY",
-    max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+    max_results: int = c.SEARCH_MAX_RESULTS_DEFAULT,
     filter_string: str = "",
     order_by: Sequence[str] = (),
     page_token: str | None = None,
 ) -> tuple[list[asyncpg.Record], str | None]:
     """Experiment rows (columns ``search_sql.EXPERIMENT_COLUMNS``) and the next page token."""
-    sq.check_max_results(max_results)
+    pagination.check_max_results(max_results)
     stages = sq.view_stages(view_type)
     filters = sf.parse_experiments_filter(filter_string)
     ordering = sf.parse_experiments_order_by(order_by)
-    offset = sq.parse_page_token(page_token)
+    offset = pagination.decode(page_token).offset
     query = sq.experiments_query(
         stages=stages,
         filters=filters,
@@ -89,5 +90,5 @@ async def search_experiments(
         offset=offset,
         limit=max_results + 1,
     )
-    rows = await _fetch(conn, query)
-    return rows[:max_results], sq.next_page_token(offset, max_results, len(rows))
+    rows, token = pagination.page(await _fetch(conn, query), offset, max_results)
+    return list(rows), token

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from runstream.schemas.errors import InvalidParameterValue
+from runstream.schemas.validation import parse_experiment_id
 
 METRIC: Final = "metric"
 PARAM: Final = "parameter"
@@ -659,15 +660,3 @@ def parse_experiments_order_by(order_by: Sequence[str] | None) -> tuple[OrderBy,
             raise _invalid(f"Invalid order_by entity: {entity}")
         parsed.append(OrderBy(entity, key, ascending))
     return tuple(parsed)
-
-
-def parse_experiment_id(value: object) -> int:
-    """MLflow's ``_parse_experiment_id``: experiment ids are integers on the wire as strings."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            pass
-    raise _invalid(f"Invalid experiment ID '{value}'. Experiment ID must be a valid integer.")

@@ -3,8 +3,8 @@
 ``runs_query`` turns parsed comparisons and order-by clauses (``api.search_filter``) into a
 query over ``runs`` returning run ids in MLflow's order; ``experiments_query`` does the same
 for ``experiments``. Values are always bound parameters; the only identifiers written into the
-SQL come from the fixed column maps below. Paging (offset tokens), ``max_results`` and view
-types follow MLflow's SQL store, so MLflow clients page through our results unchanged.
+SQL come from the fixed column maps below. View types follow MLflow's SQL store; paging
+(offset tokens, ``max_results``) is ``api.mlflow.pagination``'s.
 
 Semantics carried over from MLflow's SQL store (``_get_sqlalchemy_filter_clauses``,
 ``_get_orderby_clauses``):
@@ -20,25 +20,13 @@ Semantics carried over from MLflow's SQL store (``_get_sqlalchemy_filter_clauses
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from runstream.api.mlflow import search_filter as sf
+from runstream.api.views import LIFECYCLE_STAGES_OF_VIEW, VIEW_TYPES
+from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue
-
-SEARCH_MAX_RESULTS_DEFAULT = 1000
-SEARCH_MAX_RESULTS_THRESHOLD = 50000
-
-ACTIVE = "active"
-DELETED = "deleted"
-_VIEW_STAGES = {
-    "ACTIVE_ONLY": (ACTIVE,),
-    "DELETED_ONLY": (DELETED,),
-    "ALL": (ACTIVE, DELETED),
-}
 
 # Whitelists: the only identifiers that reach SQL text.
 _RUN_COLUMNS = {
@@ -101,70 +89,18 @@ def _invalid(message: str) -> InvalidParameterValue:
     return InvalidParameterValue(message)
 
 
-# --- paging and limits -------------------------------------------------------------------------
-
-
-def check_max_results(max_results: int | None, *, allow_null: bool = False) -> None:
-    """MLflow's ``_validate_max_results_param``."""
-    if (max_results is None and not allow_null) or (max_results is not None and max_results < 1):
-        raise _invalid(
-            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
-            "a positive integer"
-        )
-    if max_results is not None and max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-        raise _invalid(
-            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
-            f"most {SEARCH_MAX_RESULTS_THRESHOLD}"
-        )
-
-
-def make_page_token(offset: int) -> str:
-    """MLflow's page token: base64 of ``{"offset": n}``."""
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def parse_page_token(page_token: str | None) -> int:
-    """The offset a page token carries (0 without a token), with MLflow's errors."""
-    if not page_token:
-        return 0
-    try:
-        decoded = base64.b64decode(page_token)
-    except (binascii.Error, ValueError) as exc:
-        raise _invalid("Invalid page token, could not base64-decode") from exc
-    try:
-        parsed = json.loads(decoded)
-    except ValueError as exc:
-        raise _invalid(f"Invalid page token, decoded value={decoded!r}") from exc
-    offset = parsed.get("offset") if isinstance(parsed, dict) else None
-    if not offset:
-        raise _invalid(f"Invalid page token, parsed value={parsed}")
-    try:
-        value = int(offset)
-    except (TypeError, ValueError) as exc:
-        raise _invalid(f"Invalid page token, not stringable {offset}") from exc
-    if value < 0:
-        raise _invalid(f"Invalid page token, parsed value={parsed}")
-    return value
-
-
-def next_page_token(offset: int, max_results: int | None, fetched: int) -> str | None:
-    """A token when the query (limited to ``max_results + 1``) found more than a page."""
-    if max_results is not None and fetched == max_results + 1:
-        return make_page_token(offset + max_results)
-    return None
+# --- view types ----------------------------------------------------------------------------
 
 
 def view_stages(view_type: str | int) -> tuple[str, ...]:
     """Lifecycle stages of a view type: ``ACTIVE_ONLY``/``DELETED_ONLY``/``ALL`` (any case) or
     MLflow's enum numbers 1/2/3."""
     if isinstance(view_type, int) and not isinstance(view_type, bool):
-        names = {1: "ACTIVE_ONLY", 2: "DELETED_ONLY", 3: "ALL"}
+        names = {number: name for name, number in VIEW_TYPES.items()}
         view_type = names.get(view_type, str(view_type))
-    stages = _VIEW_STAGES.get(str(view_type).upper())
+    stages = LIFECYCLE_STAGES_OF_VIEW.get(str(view_type).upper())
     if stages is None:
-        raise _invalid(
-            f"Invalid view type '{view_type}'. Valid view types are {list(_VIEW_STAGES)}"
-        )
+        raise _invalid(f"Invalid view type '{view_type}'. Valid view types are {list(VIEW_TYPES)}")
     return stages
 
 
@@ -296,9 +232,6 @@ def _run_condition(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
     return _dataset(comp, arg, scope)
 
 
-DATASET_CONTEXT_TAG = "mlflow.data.context"
-
-
 def _dataset(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
     """``datasets.name|digest|context``: the run has a dataset input that matches (MLflow joins
     each condition on its own, so two conditions may be met by two different inputs)."""
@@ -306,7 +239,7 @@ def _dataset(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
         column = "t.value"
         source = (
             "run_dataset_input_tags t WHERE t.run_id = r.run_id"
-            f" AND {scope.on('t.experiment_id')} AND t.key = {arg(DATASET_CONTEXT_TAG, '::text')}"
+            f" AND {scope.on('t.experiment_id')} AND t.key = {arg(c.DATASET_CONTEXT_TAG, '::text')}"
         )
     else:
         column = f"d.{comp.key}"
@@ -452,7 +385,7 @@ def runs_query(
         where.append(f"r.lifecycle_stage = {arg(stages[0], '::text')}")
     else:
         where.append(f"r.lifecycle_stage = ANY({arg(list(stages), '::text[]')})")
-    where.extend(_run_condition(c, arg, scope) for c in filters)
+    where.extend(_run_condition(comp, arg, scope) for comp in filters)
     keys = [_order_key(n, item, arg, scope) for n, item in enumerate(order_by, 1)]
     ties = _tie_keys(order_by)
     if limit is not None and order_by and order_by[0].entity == sf.METRIC:
@@ -503,11 +436,11 @@ def experiments_query(
     """Experiment rows (``EXPERIMENT_COLUMNS``) in MLflow's ``search_experiments`` order."""
     arg = _Args()
     where = [f"e.lifecycle_stage = ANY({arg(list(stages), '::text[]')})"]
-    where.extend(_experiment_condition(c, arg) for c in filters)
+    where.extend(_experiment_condition(comp, arg) for comp in filters)
     keys = [f"{_EXPERIMENT_COLUMNS[o.column]} {'ASC' if o.ascending else 'DESC'}" for o in order_by]
     if not any(o.column == "experiment_id" for o in order_by):
         keys.append("e.experiment_id DESC")
-    columns = ", ".join(f"e.{c}" for c in EXPERIMENT_COLUMNS)
+    columns = ", ".join(f"e.{column}" for column in EXPERIMENT_COLUMNS)
     sql = f"SELECT {columns} FROM experiments e\nWHERE " + "\n  AND ".join(where)
     sql += "\nORDER BY " + ", ".join(keys)
     if limit is not None:

@@ -27,9 +27,10 @@ from runstream.api.mlflow import messages as rq
 from runstream.api.mlflow.history import metrics_json, sample
 from runstream.api.mlflow.metrics import load_points
 from runstream.api.mlflow.runs import search_run_rows
-from runstream.api.reads import experiment_not_found, run_not_found
+from runstream.api.reads import run_not_found
 from runstream.resources import PG_POOL, SETTINGS
 from runstream.schemas.errors import InvalidParameterValue, RunstreamError
+from runstream.schemas.validation import experiment_not_found
 from runstream.web import json_response, read_json_body
 
 MAX_QUERY_CHARS = 20_000

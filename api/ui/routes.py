@@ -37,6 +37,7 @@ from runstream.api.mlflow.metrics import load_points
 from runstream.api.reads import run_not_found
 from runstream.api.views import JsonDict
 from runstream.resources import PG_POOL
+from runstream.schemas import constants as c
 from runstream.schemas.errors import (
     BadRequest,
     EndpointNotFound,
@@ -58,9 +59,6 @@ def runstream_version() -> str:
 
 STATIC_MAX_AGE = 2419200
 """Seconds (28 days) the hashed bundle files may be cached, as MLflow's server sends them."""
-MAX_BULK_RUNS = 100
-MAX_BULK_RESULTS = 25000
-"""``metrics/get-history-bulk`` limits, MLflow's."""
 
 NO_UI_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>runstream</title></head>
@@ -212,9 +210,10 @@ async def get_metric_history_bulk(request: web.Request) -> web.Response:
         raise InvalidParameterValue(
             "GetMetricHistoryBulk request must specify at least one run_id."
         )
-    if len(run_ids) > MAX_BULK_RUNS:
+    if len(run_ids) > c.MAX_RUNS_PER_HISTORY_BULK:
         raise InvalidParameterValue(
-            f"GetMetricHistoryBulk request cannot specify more than {MAX_BULK_RUNS} run_ids. "
+            "GetMetricHistoryBulk request cannot specify more than "
+            f"{c.MAX_RUNS_PER_HISTORY_BULK} run_ids. "
             f"Received {len(run_ids)} run_ids."
         )
     metric_key = request.query.get("metric_key")
@@ -222,7 +221,11 @@ async def get_metric_history_bulk(request: web.Request) -> web.Response:
         raise InvalidParameterValue("GetMetricHistoryBulk request must specify a metric_key.")
     fields = rq.fields_from_query(request.query, ())
     max_results = rq.optional_int(fields, "max_results")
-    limit = MAX_BULK_RESULTS if max_results is None else min(max_results, MAX_BULK_RESULTS)
+    limit = (
+        c.MAX_HISTORY_BULK_RESULTS
+        if max_results is None
+        else min(max_results, c.MAX_HISTORY_BULK_RESULTS)
+    )
     pool = request.app[PG_POOL]
     metrics: list[JsonDict] = []
     for run_id in sorted(set(run_ids)):

@@ -10,8 +10,10 @@ import pytest
 from multidict import MultiDict
 
 from runstream.api.mlflow import messages as rq
+from runstream.api.mlflow import pagination
 from runstream.api.mlflow.names import MAX_LENGTH, random_run_name
-from runstream.schemas.errors import InvalidParameterValue, MalformedRequest
+from runstream.schemas.errors import InvalidParameterValue, MalformedRequest, ResourceDoesNotExist
+from runstream.schemas.validation import parse_experiment_id
 
 HINT = rq.API_DOCS_HINT
 
@@ -114,12 +116,10 @@ def test_generated_names_have_mlflows_shape() -> None:
 
 
 def test_history_page_tokens() -> None:
-    token = rq.offset_page_token(30)
-    assert rq.parse_offset_page_token(token) == 30
-    assert rq.parse_offset_page_token(None) == 0
-    assert message_of(rq.parse_offset_page_token, "abc") == (
-        "Invalid page token, could not base64-decode"
-    )
+    token = pagination.encode(30)
+    assert message_of(
+        rq.parse_get_metric_history, {"run_id": "r", "metric_key": "m", "page_token": "abc"}
+    ) == ("Invalid page token, could not base64-decode")
     got = rq.parse_get_metric_history({"run_id": "r", "metric_key": "m", "page_token": token})
     assert (got.offset, got.max_results) == (30, None)
 
@@ -155,4 +155,31 @@ def test_update_run_reads_status_names_and_numbers() -> None:
     assert rq.parse_update_run({"run_id": "r", "status": "KILLED"}).status == "KILLED"
     assert rq.parse_update_run({"run_id": "r", "status": 3, "end_time": 9}) == rq.UpdateRun(
         "r", "FINISHED", 9, None
+    )
+
+
+@pytest.mark.parametrize("value", ["12", " 12 ", 12, "+12"])
+def test_experiment_ids_are_read_as_mlflow_reads_them(value: object) -> None:
+    assert parse_experiment_id(value) == 12
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "", None, True, 1.0])
+def test_experiment_ids_that_are_not_integers_are_400(value: object) -> None:
+    with pytest.raises(InvalidParameterValue) as exc:
+        parse_experiment_id(value)
+    assert exc.value.message == (
+        f"Invalid experiment ID '{value}'. Experiment ID must be a valid integer."
+    )
+
+
+def test_experiment_ids_past_int64_name_no_experiment() -> None:
+    with pytest.raises(ResourceDoesNotExist) as exc:
+        parse_experiment_id(str(2**63))
+    assert exc.value.message == f"No Experiment with id={2**63} exists"
+    # Every request that names experiments reads them with this one parser.
+    assert message_of(rq.parse_experiment_ref, {"experiment_id": "x"}).startswith(
+        "Invalid experiment ID 'x'"
+    )
+    assert message_of(rq.parse_search_runs, {"experiment_ids": ["1", "y"]}).startswith(
+        "Invalid experiment ID 'y'"
     )

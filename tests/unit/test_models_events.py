@@ -12,6 +12,7 @@ from runstream.ingest import model_rules, rules
 from runstream.ingest.commands import Absent, script_args
 from runstream.ingest.logged_models import model_artifact_location, new_model_id, referenced_models
 from runstream.schemas import codec
+from runstream.schemas import constants as c
 from runstream.schemas import inputs as inp
 from runstream.schemas import models as mo
 from runstream.schemas.errors import EventDecodeError, InvalidParameterValue
@@ -47,7 +48,7 @@ EVENTS: list[codec.Event] = [
         time=8,
         schema='{"mlflow_colspec": []}',
         profile='{"num_rows": 3}',
-        tags=((inp.DATASET_CONTEXT_TAG, "training"),),
+        tags=((c.DATASET_CONTEXT_TAG, "training"),),
     ),
     inp.ModelInputLogged(RUN, MODEL, 9),
     inp.ModelOutputLogged(RUN, MODEL, 0, 10),

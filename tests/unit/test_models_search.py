@@ -10,6 +10,7 @@ import pytest
 
 from runstream.api.mlflow import logged_model_requests as mr
 from runstream.api.mlflow import logged_model_search as lms
+from runstream.api.mlflow import pagination
 from runstream.api.mlflow.logged_model_views import logged_model_to_json
 from runstream.api.mlflow.messages import Metric
 from runstream.api.mlflow.run_io_views import run_io_to_json
@@ -90,7 +91,7 @@ def test_order_by_unknown_fields_is_refused() -> None:
 
 def test_page_tokens_are_mlflows_and_must_match_the_request() -> None:
     req = request(filter="name = 'a'", order_by=[{"field_name": "name"}])
-    token = lms.encode_page_token(req, 100)
+    token = pagination.encode(100, lms.page_token_bounds(req))
     payload = json.loads(base64.b64decode(token))
     assert payload == {
         "experiment_ids": ["1", "2"],
@@ -101,12 +102,12 @@ def test_page_tokens_are_mlflows_and_must_match_the_request() -> None:
         "offset": 100,
     }
     again = request(filter="name = 'a'", order_by=[{"field_name": "name"}], page_token=token)
-    assert lms.decode_page_token(again) == 100
+    assert pagination.decode(again.page_token, lms.page_token_bounds(again)).offset == 100
     other = request(filter="name = 'b'", order_by=[{"field_name": "name"}], page_token=token)
     with pytest.raises(InvalidParameterValue, match="Filter string in the page token"):
-        lms.decode_page_token(other)
+        pagination.decode(other.page_token, lms.page_token_bounds(other))
     with pytest.raises(InvalidParameterValue, match="Invalid page token"):
-        lms.decode_page_token(request(page_token="%%%"))
+        pagination.decode("%%%", lms.page_token_bounds(request()))
 
 
 def test_search_requests_need_experiments_and_dataset_names() -> None:
