@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runstream.api.mlflow import filter_grammar as g
 from runstream.api.mlflow import pagination
 from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue
@@ -49,6 +50,8 @@ ORDER_COLUMNS = {**ATTRIBUTE_COLUMNS, "experiment_id": "m.experiment_id"}
 NUMERIC_OPS = ("<", "<=", ">", ">=", "=", "!=")
 STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 ENTITY_TYPES = ("attributes", "metrics", "params", "tags")
+KEY_CHARS = "-:/"
+"""Besides word characters, what an unquoted key or value may hold (``tags.git-sha``)."""
 _STATUS_VALUES = {
     "LOGGED_MODEL_PENDING": "PENDING",
     "LOGGED_MODEL_READY": "READY",
@@ -58,17 +61,11 @@ _STATUS_VALUES = {
     "3": "FAILED",
 }
 
-_TOKEN = re.compile(
-    r"""\s*(?:
-        (?P<str>'(?:[^']|'')*'|"(?:[^"])*")
-      | (?P<list>\((?:[^()'"]|'(?:[^']|'')*'|"[^"]*")*\))
-      | (?P<op>!=|<>|<=|>=|=|<|>)
-      | (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
-      | (?P<ident>(?:[A-Za-z_][\w]*\.)?(?:`[^`]+`|[\w.\-:/]+))
-    )""",
-    re.VERBOSE,
-)
 _LIST_ITEM = re.compile(r"""\s*('(?:[^']|'')*'|"[^"]*")\s*(,|$)""")
+_AND_EXAMPLE = (
+    "Expected a list of comparisons separated by 'AND' (e.g. "
+    "'metrics.loss > 0.1 AND params.lr = 0.01')."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,87 +105,67 @@ def _unquote(text: str) -> str:
     return text[1:-1]
 
 
-def _tokens(filter_string: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    pos = 0
-    text = filter_string.rstrip()
-    while pos < len(text):
-        match = _TOKEN.match(text, pos)
-        if match is None or match.end() == pos:
-            raise invalid_filter(filter_string, f"Unexpected text at position {pos}.")
-        kind = match.lastgroup or ""
-        out.append((kind, match[kind]))
-        pos = match.end()
-    return out
-
-
 def parse_filter(filter_string: str | None) -> list[Comparison]:
     """Comparisons joined by AND; raises INVALID_PARAMETER_VALUE with MLflow's wording."""
     if not filter_string or not filter_string.strip():
         return []
-    tokens = _tokens(filter_string)
-    comparisons: list[Comparison] = []
-    i = 0
-    while i < len(tokens):
-        if comparisons:
-            kind, text = tokens[i]
-            if kind != "ident" or text.upper() != "AND":
-                raise invalid_filter(
-                    filter_string,
-                    "Expected a list of comparisons separated by 'AND' (e.g. "
-                    "'metrics.loss > 0.1 AND params.lr = 0.01').",
-                )
-            i += 1
-        kind, identifier = tokens[i] if i < len(tokens) else ("", "")
-        if kind != "ident":
-            raise invalid_filter(filter_string, "Expected an identifier.")
-        i += 1
-        op, i = _operator(tokens, i, filter_string)
-        if i >= len(tokens):
-            raise invalid_filter(filter_string, "Expected a value.")
-        value_kind, value_text = tokens[i]
-        i += 1
-        entity, key = _entity(identifier)
-        numeric = _is_numeric(entity, key)
-        ops = NUMERIC_OPS if numeric else STRING_OPS
-        if op not in ops:
-            raise InvalidParameterValue(
-                f"Invalid comparison operator for {entity}.{key}: {op!r}. Expected one of {ops}."
-            )
-        if entity == "attributes" and key not in ATTRIBUTE_COLUMNS:
-            raise InvalidParameterValue(f"Invalid attribute key: {key!r}.")
-        value: str | float | tuple[str, ...]
-        if numeric:
-            try:
-                value = float(_unquote(value_text) if value_kind == "str" else value_text)
-            except ValueError:
-                raise invalid_filter(
-                    filter_string, f"Expected a number for {entity}.{key}, got {value_text}."
-                ) from None
-        elif op in ("IN", "NOT IN"):
-            if value_kind != "list":
-                raise invalid_filter(filter_string, f"Expected a list of strings after {op}.")
-            value = _string_list(value_text, filter_string)
-        elif value_kind in ("str", "num", "ident"):
-            value = _unquote(value_text) if value_kind == "str" else value_text
-        else:
-            raise invalid_filter(filter_string, f"Unexpected value {value_text}.")
-        comparisons.append(Comparison(entity, key, op, value))
-    return comparisons
+    try:
+        clauses = g.comparisons(filter_string, and_required=True, word_chars=KEY_CHARS)
+    except g.FilterSyntaxError as exc:
+        raise invalid_filter(filter_string, _syntax_detail(exc)) from None
+    return [_comparison(raw, filter_string) for raw in clauses]
 
 
-def _operator(tokens: list[tuple[str, str]], i: int, filter_string: str) -> tuple[str, int]:
-    if i >= len(tokens):
-        raise invalid_filter(filter_string, "Expected a comparison operator.")
-    kind, text = tokens[i]
-    if kind == "op":
-        return ("!=" if text == "<>" else text), i + 1
-    word = text.upper() if kind == "ident" else ""
-    if word in ("LIKE", "ILIKE", "IN"):
-        return word, i + 1
-    if word == "NOT" and i + 1 < len(tokens) and tokens[i + 1][1].upper() == "IN":
-        return "NOT IN", i + 2
-    raise invalid_filter(filter_string, f"Expected a comparison operator, got {text!r}.")
+def _syntax_detail(exc: g.FilterSyntaxError) -> str:
+    if exc.expected == g.SEPARATOR:
+        return _AND_EXAMPLE
+    if exc.expected == g.IDENTIFIER:
+        return "Expected an identifier."
+    if exc.expected == g.COMPARATOR:
+        if exc.found is None:
+            return "Expected a comparison operator."
+        return f"Expected a comparison operator, got {exc.found!r}."
+    if exc.found is None:
+        return "Expected a value."
+    if exc.expected == g.LIST:
+        if exc.found.startswith("("):
+            return f"Invalid list of strings {exc.found}."
+        return f"Expected a list of strings after {exc.comparator.upper()}."
+    return f"Unexpected value {exc.found}."
+
+
+def _comparison(raw: g.RawComparison, filter_string: str) -> Comparison:
+    op = raw.comparator.upper()
+    op = "!=" if op == "<>" else op
+    entity, key = _entity(raw.identifier)
+    numeric = _is_numeric(entity, key)
+    ops = NUMERIC_OPS if numeric else STRING_OPS
+    if op not in ops:
+        raise InvalidParameterValue(
+            f"Invalid comparison operator for {entity}.{key}: {op!r}. Expected one of {ops}."
+        )
+    if entity == "attributes" and key not in ATTRIBUTE_COLUMNS:
+        raise InvalidParameterValue(f"Invalid attribute key: {key!r}.")
+    tok = raw.value
+    quoted = tok is not None and tok.kind in ("str", "sym")
+    value: str | float | tuple[str, ...]
+    if numeric:
+        text = _unquote(tok.text) if tok is not None and quoted else raw.shown_value
+        try:
+            value = float(text)
+        except ValueError:
+            raise invalid_filter(
+                filter_string, f"Expected a number for {entity}.{key}, got {raw.shown_value}."
+            ) from None
+    elif op in ("IN", "NOT IN"):
+        if raw.list_text is None:
+            raise invalid_filter(filter_string, f"Expected a list of strings after {op}.")
+        value = _string_list(raw.list_text, filter_string)
+    elif tok is not None and tok.kind in ("str", "sym", "num", "word"):
+        value = _unquote(tok.text) if quoted else tok.text
+    else:
+        raise invalid_filter(filter_string, f"Unexpected value {raw.shown_value}.")
+    return Comparison(entity, key, op, value)
 
 
 def _string_list(text: str, filter_string: str) -> tuple[str, ...]:

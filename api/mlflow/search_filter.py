@@ -1,27 +1,29 @@
-"""MLflow's search grammar for runs and experiments: pure parsing and validation, no I/O.
+"""MLflow's search filters of runs and experiments: what they may name, and its checks. Pure.
 
 ``parse_runs_filter("metrics.acc > 0.9 and params.model = 'cnn'")`` returns the comparisons
 that ``api.search_sql`` turns into SQL. What is accepted, how values are read, and the error
 messages follow MLflow's ``SearchUtils``/``SearchExperimentsUtils`` plus the comparator checks
 its SQL store applies before querying (so one call here rejects everything MLflow rejects
-before touching the database). MLflow parses with sqlparse; this module has its own small
-lexer for the subset MLflow accepts. Where sqlparse's SQL lexing rejects odd inputs that the
-grammar does not need to (reserved words as bare keys such as ``params.from``, several spaces
-in ``IS NOT  NULL``), we accept them; docs/search.md lists the known differences.
+before touching the database). The syntax (tokens, clauses, order-by clauses) is
+``filter_grammar``'s, shared with logged models; this module reads its clauses against a
+``Vocabulary``: the entity prefixes, attributes, numeric and list attributes and comparators
+an entity declares. Runs declare ``RUNS``; a search worded like MLflow's ``SearchUtils`` (the
+model registry's) declares its own and calls ``parse_filter``/``parse_order_by``.
+Experiments word some refusals their own way and keep their own checks below.
 
-Messages that show one of MLflow's comparator or key sets print it sorted, where MLflow prints
-a Python set in hash order.
+Where sqlparse's SQL lexing rejects odd inputs that the grammar does not need to (reserved
+words as bare keys such as ``params.from``, several spaces in ``IS NOT  NULL``), we accept
+them; docs/search.md lists the known differences. Messages that show one of MLflow's
+comparator or key sets print it sorted, where MLflow prints a Python set in hash order.
 """
 
 from __future__ import annotations
 
-import ast
-import re
-import shlex
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
+from runstream.api.mlflow import filter_grammar as g
 from runstream.schemas.errors import InvalidParameterValue
 from runstream.schemas.validation import parse_experiment_id
 
@@ -31,30 +33,52 @@ TAG: Final = "tag"
 ATTRIBUTE: Final = "attribute"
 DATASET: Final = "dataset"
 
-_ENTITY_ORDER = (METRIC, PARAM, TAG, ATTRIBUTE, DATASET)
-_ENTITY_ALIASES = {
-    METRIC: METRIC,
-    "metrics": METRIC,
-    PARAM: PARAM,
-    "parameters": PARAM,
-    "param": PARAM,
-    "params": PARAM,
-    TAG: TAG,
-    "tags": TAG,
-    ATTRIBUTE: ATTRIBUTE,
-    "attr": ATTRIBUTE,
-    "attributes": ATTRIBUTE,
-    "run": ATTRIBUTE,
-    DATASET: DATASET,
-    "datasets": DATASET,
-}
-
 METRIC_COMPARATORS = frozenset({">", ">=", "!=", "=", "<", "<="})
 PARAM_COMPARATORS = frozenset({"!=", "=", "LIKE", "ILIKE", "IS NULL", "IS NOT NULL"})
 TAG_COMPARATORS = PARAM_COMPARATORS
 STRING_ATTRIBUTE_COMPARATORS = frozenset({"!=", "=", "LIKE", "ILIKE", "IN", "NOT IN"})
 NUMERIC_ATTRIBUTE_COMPARATORS = METRIC_COMPARATORS
 DATASET_COMPARATORS = STRING_ATTRIBUTE_COMPARATORS
+_NULL_COMPARATORS = ("IS NULL", "IS NOT NULL")
+_LIST_COMPARATORS = ("IN", "NOT IN")
+
+Value = str | int | float | tuple[str, ...] | tuple[int, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """The comparators an entity (or kind of attribute) takes, and how MLflow's refusal
+    lists them: the set it names, and whether it closes its quote (it varies, sic)."""
+
+    allowed: frozenset[str]
+    listed: frozenset[str]
+    closing: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """What one entity's filter and order_by may name, as MLflow's ``SearchUtils`` reads them."""
+
+    entities: Mapping[str, str]
+    """Entity prefixes as written (``metrics``, ``tag``, ...) and the entity each names."""
+    entity_names: tuple[str, ...]
+    """The entities as MLflow's "Invalid entity type" message lists them."""
+    attributes: frozenset[str]
+    """Attributes a filter may compare (identifiers without a prefix are attributes)."""
+    order_by_attributes: frozenset[str]
+    numeric_attributes: frozenset[str]
+    list_attributes: tuple[str, ...]
+    """Attributes that take ``IN``/``NOT IN`` with a list of quoted strings."""
+    rules: Mapping[str, Rule]
+    """The comparators of each non-attribute entity."""
+    string_attributes: Rule
+    numeric: Rule
+    dataset_keys: frozenset[str] = frozenset()
+    key_aliases: Mapping[str, str] = field(default_factory=dict)
+    """Attribute names the UI writes for columns (``created`` is ``start_time``)."""
+    null_entities: tuple[str, ...] = (TAG, PARAM)
+    """Entities that take ``IS NULL``/``IS NOT NULL``."""
+
 
 # Run attributes (MLflow's RunInfo searchable attributes plus the UI's aliases).
 RUN_NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time", "created", "Created"})
@@ -66,7 +90,6 @@ RUN_ORDER_BY_ATTRIBUTES = frozenset(
     {"artifact_uri", "end_time", "run_id", "run_name", "start_time", "status", "user_id"}
     | {"created", "Created"}
 )
-_RUN_LIST_KEYS = ("run_id",)
 DATASET_KEYS = frozenset({"name", "digest", "context"})
 _KEY_ALIASES = {
     "created": "start_time",
@@ -76,14 +99,46 @@ _KEY_ALIASES = {
     "Run Name": "run_name",
 }
 
+RUNS = Vocabulary(
+    entities={
+        METRIC: METRIC,
+        "metrics": METRIC,
+        PARAM: PARAM,
+        "parameters": PARAM,
+        "param": PARAM,
+        "params": PARAM,
+        TAG: TAG,
+        "tags": TAG,
+        ATTRIBUTE: ATTRIBUTE,
+        "attr": ATTRIBUTE,
+        "attributes": ATTRIBUTE,
+        "run": ATTRIBUTE,
+        DATASET: DATASET,
+        "datasets": DATASET,
+    },
+    entity_names=(METRIC, PARAM, TAG, ATTRIBUTE, DATASET),
+    attributes=RUN_SEARCH_ATTRIBUTES,
+    order_by_attributes=RUN_ORDER_BY_ATTRIBUTES,
+    numeric_attributes=RUN_NUMERIC_ATTRIBUTES,
+    list_attributes=("run_id",),
+    rules={
+        METRIC: Rule(METRIC_COMPARATORS, METRIC_COMPARATORS),
+        PARAM: Rule(PARAM_COMPARATORS, PARAM_COMPARATORS, "'"),
+        TAG: Rule(TAG_COMPARATORS, TAG_COMPARATORS),
+        DATASET: Rule(DATASET_COMPARATORS, DATASET_COMPARATORS),
+    },
+    string_attributes=Rule(STRING_ATTRIBUTE_COMPARATORS, STRING_ATTRIBUTE_COMPARATORS, "'"),
+    # MLflow names the string comparators in this message (sic).
+    numeric=Rule(NUMERIC_ATTRIBUTE_COMPARATORS, STRING_ATTRIBUTE_COMPARATORS),
+    dataset_keys=DATASET_KEYS,
+    key_aliases=_KEY_ALIASES,
+)
+
 EXPERIMENT_ATTRIBUTES = frozenset({"name", "experiment_id", "creation_time", "last_update_time"})
 EXPERIMENT_NUMERIC_ATTRIBUTES = frozenset({"creation_time", "last_update_time"})
 _EXPERIMENT_ENTITY_TYPES = ("attribute", "tag", "tags")
 _EXPERIMENT_LIST_KEYS = ("experiment_id",)
 DEFAULT_EXPERIMENT_ORDER_BY = ("creation_time DESC", "experiment_id ASC")
-
-Value = str | int | float | tuple[str, ...] | tuple[int, ...] | None
-_Fail = Callable[[], InvalidParameterValue]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,225 +179,36 @@ def _invalid(message: str) -> InvalidParameterValue:
     return InvalidParameterValue(message)
 
 
-# --- lexer ---------------------------------------------------------------------------------
-
-_LEX = re.compile(
-    r"""
-      (?P<ws>\s+)
-    | (?P<str>'(?:''|\\'|[^'])*')
-    | (?P<sym>"(?:""|\\"|[^"])*")
-    | (?P<tick>`(?:``|[^`])*`)
-    | (?P<hex>-?0[xX][0-9a-fA-F]+)
-    | (?P<num>-?(?:\d+(?:\.\d+)?[eE]-?\d+|\d+\.\d*|\.\d+|\d+)(?![\w.]))
-    | (?P<word>\w[\w$#]*)
-    | (?P<op>[<>=!~]+)
-    | (?P<punct>[(),.;])
-    | (?P<other>.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Tok:
-    kind: str
-    text: str
-    start: int
-    end: int
-
-    def word(self, *upper: str) -> bool:
-        return self.kind == "word" and self.text.upper() in upper
-
-
-def _lex(text: str) -> list[_Tok]:
-    toks = []
-    for m in _LEX.finditer(text):
-        kind = m.lastgroup
-        assert kind is not None
-        toks.append(_Tok(kind, m.group(), m.start(), m.end()))
-    return toks
-
-
-_IDENT_START = ("word", "sym", "tick")
-_IDENT_PART = ("word", "sym", "tick", "str", "num")
-_KEYWORDS = frozenset(
-    {"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "RLIKE", "TRUE", "FALSE"}
-)
-
-
-class _Cursor:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.toks = _lex(text)
-        self.i = 0
-
-    def peek(self, skip_ws: bool = True) -> _Tok | None:
-        j = self.i
-        while skip_ws and j < len(self.toks) and self.toks[j].kind == "ws":
-            j += 1
-        return self.toks[j] if j < len(self.toks) else None
-
-    def take(self, skip_ws: bool = True) -> _Tok | None:
-        while skip_ws and self.i < len(self.toks) and self.toks[self.i].kind == "ws":
-            self.i += 1
-        if self.i >= len(self.toks):
-            return None
-        tok = self.toks[self.i]
-        self.i += 1
-        return tok
-
-    def identifier(self) -> str | None:
-        """The raw text of a dotted identifier starting at the cursor (no whitespace inside)."""
-        first = self.peek()
-        if first is None or first.kind not in _IDENT_START or first.word(*_KEYWORDS):
-            return None
-        self.take()
-        end = first.end
-        while (
-            self.i + 1 < len(self.toks)
-            and self.toks[self.i].text == "."
-            and self.toks[self.i + 1].kind in _IDENT_PART
-            and not self.toks[self.i + 1].text.startswith("-")
-        ):
-            end = self.toks[self.i + 1].end
-            self.i += 2
-        if self.i < len(self.toks) and self.toks[self.i].kind == "num":
-            # `params.x.1` lexes its tail as the number `.1`: still one identifier.
-            tok = self.toks[self.i]
-            if tok.text.startswith("."):
-                end = tok.end
-                self.i += 1
-        return self.text[first.start : end]
+# --- clauses -----------------------------------------------------------------------------------
 
 
 def _clause_error(fragment: str) -> InvalidParameterValue:
     return _invalid(f"Invalid clause(s) in filter string: '{fragment.strip()}'")
 
 
-@dataclass(frozen=True, slots=True)
-class _RawComparison:
-    identifier: str
-    comparator: str  # as written, except IS NULL / IS NOT NULL / NOT IN which MLflow normalises
-    value: _Tok | None
-    list_text: str | None  # "( ... )" for a parenthesised value
-
-
-def _statement(filter_string: str) -> str:
+def _clauses(filter_string: str) -> list[g.RawComparison]:
+    """The clauses of a filter, refused in MLflow's ``SearchUtils`` words."""
     if not filter_string.strip():
         raise _invalid(f"Invalid filter '{filter_string}'. Could not be parsed.")
-    return filter_string
-
-
-def _raw_comparisons(filter_string: str) -> list[_RawComparison]:
-    """Split a filter into comparisons; ``AND`` is a separator that may also be left out."""
-    cur = _Cursor(filter_string)
-    semis = [t for t in cur.toks if t.text == ";"]
+    semis = [t for t in g.lex(filter_string) if t.text == ";"]
     if semis:
-        rest = filter_string[semis[0].end :]
-        if rest.strip():
+        if filter_string[semis[0].end :].strip():
             raise _invalid(
                 f"Search filter contained multiple expression {filter_string!r}. "
                 "Provide AND-ed expression list."
             )
         raise _clause_error(";")
-    found = []
-    while (tok := cur.peek()) is not None:
-        if tok.word("AND"):
-            cur.take()
-            continue
-        start = tok.start
-        ident = cur.identifier()
-        if ident is None:
-            raise _clause_error(filter_string[start:])
-        found.append(_comparison_after(cur, ident, start))
-    return found
-
-
-def _comparison_after(cur: _Cursor, ident: str, start: int) -> _RawComparison:
-    def fail() -> InvalidParameterValue:
-        pos = cur.toks[cur.i - 1].end if cur.i else start
-        return _clause_error(cur.text[start:pos] or cur.text[start:])
-
-    tok = cur.take()
-    if tok is None:
-        raise fail()
-    if tok.kind == "op":
-        return _with_value(cur, ident, tok.text, fail)
-    if tok.word("LIKE", "ILIKE", "RLIKE"):
-        return _with_value(cur, ident, tok.text, fail)
-    if tok.word("IN"):
-        return _with_list(cur, ident, tok.text, fail)
-    if tok.word("NOT"):
-        nxt = cur.take()
-        if nxt is not None and nxt.word("IN"):
-            return _with_list(cur, ident, "NOT IN", fail)
-        if nxt is not None and nxt.word("LIKE", "ILIKE", "RLIKE"):
-            return _with_value(cur, ident, f"NOT {nxt.text}", fail)
-        raise fail()
-    if tok.word("IS"):
-        nxt = cur.take()
-        if nxt is not None and nxt.word("NULL"):
-            return _RawComparison(ident, "IS NULL", None, None)
-        if nxt is not None and nxt.word("NOT"):
-            last = cur.take()
-            if last is not None and last.word("NULL"):
-                return _RawComparison(ident, "IS NOT NULL", None, None)
-        raise fail()
-    raise fail()
-
-
-def _with_value(cur: _Cursor, ident: str, comparator: str, fail: _Fail) -> _RawComparison:
-    tok = cur.peek()
-    if tok is None:
-        raise fail()
-    if tok.text == "(":
-        return _RawComparison(ident, comparator, None, _list_text(cur, fail))
-    if tok.kind in ("str", "sym", "tick", "num", "word"):
-        cur.take()
-        return _RawComparison(ident, comparator, tok, None)
-    cur.take()
-    raise fail()
-
-
-def _with_list(cur: _Cursor, ident: str, comparator: str, fail: _Fail) -> _RawComparison:
-    tok = cur.peek()
-    if tok is None or tok.text != "(":
-        cur.take()
-        raise fail()
-    return _RawComparison(ident, comparator, None, _list_text(cur, fail))
-
-
-def _list_text(cur: _Cursor, fail: _Fail) -> str:
-    open_tok = cur.take()
-    assert open_tok is not None
-    depth = 1
-    while depth:
-        tok = cur.take(skip_ws=False)
-        if tok is None:
-            raise fail()
-        if tok.text == "(":
-            depth += 1
-        elif tok.text == ")":
-            depth -= 1
-        elif tok.kind not in ("ws", "str", "sym", "num") and tok.text != ",":
-            raise fail()
-        end = tok.end
-    return cur.text[open_tok.start : end]
+    try:
+        return g.comparisons(filter_string, and_required=False)
+    except g.FilterSyntaxError as exc:
+        raise _clause_error(exc.fragment) from None
 
 
 # --- MLflow's identifier and value rules ------------------------------------------------------
 
 
-def _is_quoted(text: str, quote: str) -> bool:
-    return len(text) >= 2 and text.startswith(quote) and text.endswith(quote)
-
-
-def _trim_backticks(text: str) -> str:
-    return text[1:-1] if _is_quoted(text, "`") else text
-
-
 def _strip_quotes(text: str, expect_quoted: bool = False) -> str:
-    if _is_quoted(text, "'") or _is_quoted(text, '"'):
+    if g.is_quoted(text, "'") or g.is_quoted(text, '"'):
         return text[1:-1]
     if expect_quoted:
         raise _invalid(
@@ -356,66 +222,60 @@ def _bad_attribute(key: str, valid: frozenset[str]) -> InvalidParameterValue:
     return _invalid(f"Invalid attribute key '{key}' specified. Valid keys are '{_fmt_set(valid)}'")
 
 
-def _entity(raw: str) -> str:
-    entity = _trim_backticks(raw)
-    if entity not in _ENTITY_ALIASES:
-        raise _invalid(f"Invalid entity type '{entity}'. Valid values are {list(_ENTITY_ORDER)}")
-    return _ENTITY_ALIASES[entity]
+def _entity(raw: str, vocabulary: Vocabulary) -> str:
+    entity = g.trim_backticks(raw)
+    if entity not in vocabulary.entities:
+        raise _invalid(
+            f"Invalid entity type '{entity}'. Valid values are {list(vocabulary.entity_names)}"
+        )
+    return vocabulary.entities[entity]
 
 
-def _run_identifier(identifier: str, valid_attributes: frozenset[str]) -> tuple[str, str]:
+def _identifier(
+    identifier: str, vocabulary: Vocabulary, valid_attributes: frozenset[str]
+) -> tuple[str, str]:
     head, dot, rest = identifier.partition(".")
-    entity, key = (_entity(head), rest) if dot else (ATTRIBUTE, head)
-    key = _trim_backticks(_strip_quotes(key))
+    entity, key = (_entity(head, vocabulary), rest) if dot else (ATTRIBUTE, head)
+    key = g.trim_backticks(_strip_quotes(key))
     if entity == ATTRIBUTE and key not in valid_attributes:
         raise _bad_attribute(key, valid_attributes)
-    if entity == DATASET and key not in DATASET_KEYS:
+    if entity == DATASET and key not in vocabulary.dataset_keys:
         raise _invalid(
-            f"Invalid dataset key '{key}' specified. Valid keys are '{_fmt_set(DATASET_KEYS)}'"
+            f"Invalid dataset key '{key}' specified. "
+            f"Valid keys are '{_fmt_set(vocabulary.dataset_keys)}'"
         )
     return entity, key
 
 
-def _number(tok: _Tok) -> int | float:
+def _number(tok: g.Token) -> int | float:
     text = tok.text
-    return float(text) if any(c in text for c in ".eE") else int(text)
+    return float(text) if any(ch in text for ch in ".eE") else int(text)
 
 
 def _parse_list(text: str) -> tuple[str, ...]:
-    try:
-        parsed = ast.literal_eval(text)
-    except (SyntaxError, ValueError) as exc:
+    items = g.literal_list(text)
+    if items is None:
         raise _invalid(
             "While parsing a list in the query,"
             " expected a non-empty list of string values, but got ill-formed list."
-        ) from exc
-    items = parsed if isinstance(parsed, tuple) else (parsed,)
+        )
     if not items:
         raise _invalid(
             "While parsing a list in the query,"
             " expected a non-empty list of string values, but got empty list"
         )
-    if not all(isinstance(x, str) for x in items):
+    strings = tuple(x for x in items if isinstance(x, str))
+    if len(strings) != len(items):
         raise _invalid(
             "While parsing a list in the query, expected string value, punctuation, "
             f"or whitespace, but got different type in list: {items}"
         )
-    return items
+    return strings
 
 
-def _shown(raw: _RawComparison) -> str:
-    return (
-        raw.list_text
-        if raw.value is None and raw.list_text
-        else raw.value.text
-        if raw.value
-        else ""
-    )
-
-
-def _string_value(tok: _Tok | None) -> str | None:
+def _string_value(tok: g.Token | None) -> str | None:
     """A quoted string (single or double quotes), or None when the token is not string-like."""
-    if tok is None or tok.kind not in ("str", "sym", "tick", "word") or tok.word(*_KEYWORDS):
+    if tok is None or tok.kind not in ("str", "sym", "tick", "word") or tok.word(*g.KEYWORDS):
         return None
     return _strip_quotes(tok.text, expect_quoted=True)
 
@@ -423,28 +283,29 @@ def _string_value(tok: _Tok | None) -> str | None:
 def _value(
     entity: str,
     key: str,
-    raw: _RawComparison,
+    raw: g.RawComparison,
     numeric_attributes: frozenset[str],
     list_keys: tuple[str, ...],
 ) -> Value:
     tok = raw.value
     if entity == METRIC:
         if tok is None or tok.kind != "num":
-            raise _invalid(f"Expected numeric value type for metric. Found {_shown(raw)}")
+            raise _invalid(f"Expected numeric value type for metric. Found {raw.shown_value}")
         return float(tok.text)
     if entity in (PARAM, TAG):
         text = _string_value(tok)
         if text is None:
             raise _invalid(
                 f"Expected a quoted string value for {entity} (e.g. 'my-value'). "
-                f"Got value {_shown(raw)}"
+                f"Got value {raw.shown_value}"
             )
         return text
     if entity == ATTRIBUTE:
         if key in numeric_attributes:
             if tok is None or tok.kind != "num":
                 raise _invalid(
-                    f"Expected numeric value type for numeric attribute: {key}. Found {_shown(raw)}"
+                    f"Expected numeric value type for numeric attribute: {key}. "
+                    f"Found {raw.shown_value}"
                 )
             return _number(tok)
         text = _string_value(tok)
@@ -457,7 +318,9 @@ def _value(
                     "quoted string values."
                 )
             return _parse_list(raw.list_text)
-        raise _invalid(f"Expected a quoted string value for attributes. Got value {_shown(raw)}")
+        raise _invalid(
+            f"Expected a quoted string value for attributes. Got value {raw.shown_value}"
+        )
     # dataset
     text = _string_value(tok)
     if text is not None:
@@ -465,60 +328,49 @@ def _value(
     if raw.list_text is not None:
         return _parse_list(raw.list_text)
     raise _invalid(
-        f"Expected a quoted string value for dataset attributes. Got value {_shown(raw)}"
+        f"Expected a quoted string value for dataset attributes. Got value {raw.shown_value}"
     )
 
 
-# --- runs --------------------------------------------------------------------------------------
+# --- entities worded as SearchUtils (runs) -----------------------------------------------------
 
 
-def parse_runs_filter(filter_string: str | None) -> tuple[Comparison, ...]:
-    """Parse and validate a ``search_runs`` filter (empty or None: no condition)."""
+def parse_filter(filter_string: str | None, vocabulary: Vocabulary) -> tuple[Comparison, ...]:
+    """Parse and validate a filter against ``vocabulary`` (empty or None: no condition)."""
     if not filter_string:
         return ()
     parsed = []
-    for raw in _raw_comparisons(_statement(filter_string)):
-        if raw.comparator in ("IS NULL", "IS NOT NULL"):
-            entity, key = _run_identifier(raw.identifier, RUN_SEARCH_ATTRIBUTES)
-            if entity not in (TAG, PARAM):
+    for raw in _clauses(filter_string):
+        entity, key = _identifier(raw.identifier, vocabulary, vocabulary.attributes)
+        if raw.comparator in _NULL_COMPARATORS:
+            if entity not in vocabulary.null_entities:
                 raise _invalid(
                     "IS NULL / IS NOT NULL is only supported for tags and params, "
                     f"not for '{entity}' '{key}'"
                 )
             parsed.append(Comparison(entity, key, raw.comparator, None))
             continue
-        entity, key = _run_identifier(raw.identifier, RUN_SEARCH_ATTRIBUTES)
-        value = _value(entity, key, raw, RUN_NUMERIC_ATTRIBUTES, _RUN_LIST_KEYS)
+        value = _value(entity, key, raw, vocabulary.numeric_attributes, vocabulary.list_attributes)
         parsed.append(Comparison(entity, key, raw.comparator, value))
     # MLflow's store checks comparators only once the whole string has parsed.
-    return tuple(_check_run_comparator(c) for c in parsed)
+    return tuple(_check_comparator(comp, vocabulary) for comp in parsed)
 
 
-_STRING_ATTR_RULE = (STRING_ATTRIBUTE_COMPARATORS, STRING_ATTRIBUTE_COMPARATORS, "'")
-# MLflow names the string comparators in this message (sic).
-_NUMERIC_ATTR_RULE = (NUMERIC_ATTRIBUTE_COMPARATORS, STRING_ATTRIBUTE_COMPARATORS, "")
-_ENTITY_RULES = {
-    METRIC: (METRIC_COMPARATORS, METRIC_COMPARATORS, ""),
-    PARAM: (PARAM_COMPARATORS, PARAM_COMPARATORS, "'"),
-    TAG: (TAG_COMPARATORS, TAG_COMPARATORS, ""),
-    DATASET: (DATASET_COMPARATORS, DATASET_COMPARATORS, ""),
-}
-
-
-def _check_run_comparator(comp: Comparison) -> Comparison:
+def _check_comparator(comp: Comparison, vocabulary: Vocabulary) -> Comparison:
     comparator = comp.comparator.upper()
-    entity, key = comp.entity, comp.column
-    # (allowed, the set MLflow's message names, whether the message closes its quote)
-    if entity == ATTRIBUTE and key not in RUN_NUMERIC_ATTRIBUTES:
-        allowed, listed, closing = _STRING_ATTR_RULE
+    entity, key = comp.entity, vocabulary.key_aliases.get(comp.key, comp.key)
+    if entity == ATTRIBUTE and key not in vocabulary.numeric_attributes:
+        rule = vocabulary.string_attributes
     elif entity == ATTRIBUTE:
-        allowed, listed, closing = _NUMERIC_ATTR_RULE
+        rule = vocabulary.numeric
     else:
-        allowed, listed, closing = _ENTITY_RULES[entity]
-    if comparator not in allowed:
-        raise _invalid(f"Invalid comparator '{comparator}' not one of '{_fmt_set(listed)}{closing}")
+        rule = vocabulary.rules[entity]
+    if comparator not in rule.allowed:
+        raise _invalid(
+            f"Invalid comparator '{comparator}' not one of '{_fmt_set(rule.listed)}{rule.closing}"
+        )
     is_list = isinstance(comp.value, tuple)
-    if is_list != (comparator in ("IN", "NOT IN")):
+    if is_list != (comparator in _LIST_COMPARATORS):
         # MLflow lets these through to SQL, where they fail; say so plainly instead.
         raise _invalid(
             f"Invalid comparator '{comparator}' for value {comp.value!r}: "
@@ -528,52 +380,32 @@ def _check_run_comparator(comp: Comparison) -> Comparison:
     return Comparison(comp.entity, comp.key, comparator, comp.value)
 
 
-def _order_by_parts(order_by: str) -> tuple[str, bool]:
-    """MLflow's ``_parse_order_by_string``: ``<identifier>[ ASC|DESC]`` -> (identifier, asc)."""
-    cur = _Cursor(order_by)
-    could_not = _invalid(f"Invalid order_by clause '{order_by}'. Could not be parsed.")
-    first = cur.peek(skip_ws=False)
-    if first is None or first.kind == "ws":
-        raise could_not
-    ident = cur.identifier()
-    if ident is None:
-        raise could_not
-    rest = cur.toks[cur.i :]
-    if rest and (rest[0].kind != "ws" or rest[-1].kind == "ws"):
-        raise could_not
-    words = [t for t in rest if t.kind != "ws"]
-    if len(words) > 1:
-        raise could_not
-    if words and words[0].kind != "word":
-        raise could_not
-    if len(words) == 1 and words[0].text.lower() not in ("asc", "desc"):
-        raise _invalid(f"Invalid ordering key in order_by clause '{order_by}'.")
-    try:
-        unquoted = shlex.split(ident.replace("`", '"'))
-    except ValueError as exc:
-        raise could_not from exc
-    if len(unquoted) != 1:
-        raise could_not
-    if not words:
-        return ident, True  # MLflow keeps the quotes of a lone identifier
-    return unquoted[0], words[0].text.lower() == "asc"
-
-
-def parse_runs_order_by(order_by: Sequence[str] | None) -> tuple[OrderBy, ...]:
-    """Parse ``order_by`` of ``search_runs``; rejects unknown keys and repeated fields."""
+def parse_order_by(order_by: Sequence[str] | None, vocabulary: Vocabulary) -> tuple[OrderBy, ...]:
+    """Parse ``order_by`` against ``vocabulary``; rejects unknown keys and repeated fields."""
     parsed: list[OrderBy] = []
     seen: set[tuple[str, str]] = set()
     for clause in order_by or ():
-        ident, ascending = _order_by_parts(clause)
-        entity, key = _run_identifier(ident.strip(), RUN_ORDER_BY_ATTRIBUTES)
+        ident, ascending = g.order_by_parts(clause)
+        entity, key = _identifier(ident.strip(), vocabulary, vocabulary.order_by_attributes)
         if entity == DATASET:
             raise _invalid(f"Invalid identifier type '{entity}'")
         item = OrderBy(entity, key, ascending)
-        if (entity, item.column) in seen:
+        column = vocabulary.key_aliases.get(key, key)
+        if (entity, column) in seen:
             raise _invalid(f"`order_by` contains duplicate fields: {list(order_by or ())}")
-        seen.add((entity, item.column))
+        seen.add((entity, column))
         parsed.append(item)
     return tuple(parsed)
+
+
+def parse_runs_filter(filter_string: str | None) -> tuple[Comparison, ...]:
+    """Parse and validate a ``search_runs`` filter (empty or None: no condition)."""
+    return parse_filter(filter_string, RUNS)
+
+
+def parse_runs_order_by(order_by: Sequence[str] | None) -> tuple[OrderBy, ...]:
+    """Parse ``order_by`` of ``search_runs``."""
+    return parse_order_by(order_by, RUNS)
 
 
 # --- experiments -------------------------------------------------------------------------------
@@ -586,10 +418,10 @@ def _experiment_identifier(identifier: str, valid_attributes: frozenset[str]) ->
             raise _invalid(
                 f"Invalid entity type '{head}'. Valid entity types are {_EXPERIMENT_ENTITY_TYPES}"
             )
-        entity, key = _ENTITY_ALIASES[head], rest
+        entity, key = RUNS.entities[head], rest
     else:
         entity, key = ATTRIBUTE, head
-    key = _trim_backticks(_strip_quotes(key))
+    key = g.trim_backticks(_strip_quotes(key))
     if entity == ATTRIBUTE and key not in valid_attributes:
         raise _bad_attribute(key, valid_attributes)
     return entity, key
@@ -603,7 +435,7 @@ def parse_experiments_filter(filter_string: str | None) -> tuple[Comparison, ...
     if not filter_string:
         return ()
     parsed = []
-    for raw in _raw_comparisons(_statement(filter_string)):
+    for raw in _clauses(filter_string):
         entity, key = _experiment_identifier(raw.identifier, EXPERIMENT_ATTRIBUTES)
         if raw.comparator in ("IS NULL", "IS NOT NULL"):
             if entity != TAG:
@@ -654,7 +486,7 @@ def parse_experiments_order_by(order_by: Sequence[str] | None) -> tuple[OrderBy,
     """Parse ``order_by`` of ``search_experiments`` (default: newest first, then by id)."""
     parsed = []
     for clause in order_by or DEFAULT_EXPERIMENT_ORDER_BY:
-        ident, ascending = _order_by_parts(clause)
+        ident, ascending = g.order_by_parts(clause)
         entity, key = _experiment_identifier(ident.strip(), EXPERIMENT_ATTRIBUTES)
         if entity != ATTRIBUTE:
             raise _invalid(f"Invalid order_by entity: {entity}")
