@@ -22,6 +22,7 @@ from typing import Any
 
 from runstream.api.mlflow import filter_grammar as g
 from runstream.api.mlflow import pagination
+from runstream.api.mlflow.search_sql import Args
 from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue
 
@@ -241,23 +242,14 @@ def page_token_bounds(request: SearchRequest) -> tuple[pagination.Bound, ...]:
 # -- SQL -----------------------------------------------------------------------------------------
 
 
-class _Params:
-    def __init__(self) -> None:
-        self.values: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
-
-
-def _compare(column: str, op: str, value: Any, bind: _Params) -> str:
+def _compare(column: str, op: str, value: Any, bind: Args) -> str:
     if op in ("IN", "NOT IN"):
         negate = "NOT " if op == "NOT IN" else ""
         return f"{negate}({column} = ANY({bind(list(value))}::text[]))"
     return f"{column} {op} {bind(value)}"
 
 
-def _dataset_condition(datasets: Sequence[DatasetFilter], bind: _Params, alias: str) -> str:
+def _dataset_condition(datasets: Sequence[DatasetFilter], bind: Args, alias: str) -> str:
     parts = []
     for d in datasets:
         part = f"{alias}.dataset_name = {bind(d.dataset_name)}"
@@ -279,7 +271,7 @@ def _filter_value(comparison: Comparison) -> Any:
 
 def build_query(request: SearchRequest, offset: int) -> tuple[str, list[Any]]:
     """SELECT of the matching model ids, in order, ``max_results + 1`` of them from ``offset``."""
-    bind = _Params()
+    bind = Args()
     where = [
         "m.lifecycle_stage <> 'deleted'",
         f"m.experiment_id = ANY({bind([int(i) for i in request.experiment_ids])}::bigint[])",
@@ -328,7 +320,7 @@ def build_query(request: SearchRequest, offset: int) -> tuple[str, list[Any]]:
     return sql, bind.values
 
 
-def _order(order_by: Sequence[OrderBy], bind: _Params) -> tuple[list[str], list[str]]:
+def _order(order_by: Sequence[OrderBy], bind: Args) -> tuple[list[str], list[str]]:
     clauses: list[str] = []
     joins: list[str] = []
     seen: set[str] = set()

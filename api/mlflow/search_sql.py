@@ -77,7 +77,10 @@ class Query:
 
 
 @dataclass(slots=True)
-class _Args:
+class Args:
+    """A query's bound parameters: ``arg(value, "::int8")`` keeps the value and returns its
+    placeholder (``$3::int8``), so that no value is ever written into SQL text."""
+
     values: list[object] = field(default_factory=list)
 
     def __call__(self, value: object, cast: str = "") -> str:
@@ -123,22 +126,20 @@ class _Scope:
         return f"{column} = ANY({self.param})" if self.many else f"{column} = {self.param}"
 
 
-def _scope(experiment_ids: Sequence[int], arg: _Args) -> _Scope:
+def _scope(experiment_ids: Sequence[int], arg: Args) -> _Scope:
     # One experiment as "=" lets the planner walk runs_search in start-time order.
     if len(experiment_ids) == 1:
         return _Scope(arg(experiment_ids[0], "::int8"), many=False)
     return _Scope(arg(list(experiment_ids), "::int8[]"), many=True)
 
 
-def _in_list(
-    column: str, comparator: str, values: tuple[object, ...], arg: _Args, cast: str
-) -> str:
+def _in_list(column: str, comparator: str, values: tuple[object, ...], arg: Args, cast: str) -> str:
     if comparator == "IN":
         return f"{column} = ANY({arg(list(values), cast)})"
     return f"{column} <> ALL({arg(list(values), cast)})"
 
 
-def _run_attribute(comp: sf.Comparison, arg: _Args) -> str:
+def _run_attribute(comp: sf.Comparison, arg: Args) -> str:
     column = _RUN_COLUMNS[comp.column]
     value = comp.value
     if isinstance(value, tuple):
@@ -151,7 +152,7 @@ def _run_attribute(comp: sf.Comparison, arg: _Args) -> str:
     return f"{column} {_SQL_OPERATORS[comp.comparator]} {arg(value, cast)}"
 
 
-def _metric(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
+def _metric(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
     assert isinstance(comp.value, float)
     op = _SQL_OPERATORS[comp.comparator]
     # PostgreSQL orders NaN above every number, so only > and >= need it kept out; NaN <> x
@@ -188,7 +189,7 @@ def like_prefix(pattern: str) -> str | None:
     return None
 
 
-def _keyed(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
+def _keyed(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
     table = _KEYED_TABLES[comp.entity]
     where = (
         f"k.run_id = r.run_id AND {scope.on('k.experiment_id')}"
@@ -222,7 +223,7 @@ def _keyed(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
     return f"EXISTS (SELECT 1 FROM {table} k WHERE {where} AND k.value {op} {value})"
 
 
-def _run_condition(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
+def _run_condition(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
     if comp.entity == sf.ATTRIBUTE:
         return _run_attribute(comp, arg)
     if comp.entity == sf.METRIC:
@@ -232,7 +233,7 @@ def _run_condition(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
     return _dataset(comp, arg, scope)
 
 
-def _dataset(comp: sf.Comparison, arg: _Args, scope: _Scope) -> str:
+def _dataset(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
     """``datasets.name|digest|context``: the run has a dataset input that matches (MLflow joins
     each condition on its own, so two conditions may be met by two different inputs)."""
     if comp.key == "context":
@@ -266,7 +267,7 @@ class _OrderKey:
         return f"LEFT JOIN {self.table} {self.alias} ON {self.on}" if self.table else ""
 
 
-def _order_key(n: int, item: sf.OrderBy, arg: _Args, scope: _Scope) -> _OrderKey:
+def _order_key(n: int, item: sf.OrderBy, arg: Args, scope: _Scope) -> _OrderKey:
     direction = "ASC" if item.ascending else "DESC"
     if item.entity == sf.ATTRIBUTE:
         return _OrderKey((f"{_RUN_COLUMNS[item.column]} {direction} NULLS LAST",))
@@ -316,7 +317,7 @@ def _metric_first(
     where: Sequence[str],
     offset: int,
     limit: int,
-    arg: _Args,
+    arg: Args,
 ) -> str:
     """Top-N ordered by a metric first: walk its ``(experiment_id, key, latest_value)`` index.
 
@@ -378,7 +379,7 @@ def runs_query(
     limit: int | None = None,
 ) -> Query:
     """Run ids matching ``filters`` in the experiments and stages, in MLflow's order."""
-    arg = _Args()
+    arg = Args()
     scope = _scope(experiment_ids, arg)
     where = [scope.on("r.experiment_id")]
     if len(stages) == 1:
@@ -406,7 +407,7 @@ def runs_query(
 # --- experiments -------------------------------------------------------------------------------
 
 
-def _experiment_condition(comp: sf.Comparison, arg: _Args) -> str:
+def _experiment_condition(comp: sf.Comparison, arg: Args) -> str:
     if comp.entity == sf.TAG:
         where = f"t.experiment_id = e.experiment_id AND t.key = {arg(comp.key, '::text')}"
         if comp.comparator == "IS NULL":
@@ -434,7 +435,7 @@ def experiments_query(
     limit: int | None = None,
 ) -> Query:
     """Experiment rows (``EXPERIMENT_COLUMNS``) in MLflow's ``search_experiments`` order."""
-    arg = _Args()
+    arg = Args()
     where = [f"e.lifecycle_stage = ANY({arg(list(stages), '::text[]')})"]
     where.extend(_experiment_condition(comp, arg) for comp in filters)
     keys = [f"{_EXPERIMENT_COLUMNS[o.column]} {'ASC' if o.ascending else 'DESC'}" for o in order_by]
