@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from runstream.api.artifacts.proxy import setup_artifact_routes
+from runstream.api.artifacts.routes import setup_artifact_routes
 from runstream.api.mlflow.routes import setup_mlflow_routes
 from runstream.api.native.routes import add_routes
 from runstream.api.ui.routes import setup_ui

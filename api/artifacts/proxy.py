@@ -3,7 +3,8 @@
 Routes, bodies, statuses and error codes are MLflow's (``mlflow/server/handlers.py``), so
 ``HttpArtifactRepository`` and ``mlflow-artifacts://`` URIs work unchanged. Paths are
 relative to the artifact root; the stores refuse any that could leave it. Uploads and
-downloads are streamed: neither side buffers a whole artifact.
+downloads are streamed: neither side buffers a whole artifact. The route table is
+``api.artifacts.routes``.
 """
 
 from __future__ import annotations
@@ -24,16 +25,13 @@ from runstream.api.artifacts.store import (
     FileInfo,
     UploadedPart,
     clean_path,
-    open_artifact_store,
 )
 from runstream.schemas.errors import InvalidParameterValue
-from runstream.settings import Settings
 from runstream.web import json_response, read_json_body
 
 logger = logging.getLogger(__name__)
 
 ARTIFACT_STORE = web.AppKey[ArtifactStore]("artifact_store")
-PREFIXES = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts")
 
 TEXT_EXTENSIONS = frozenset(
     (
@@ -224,25 +222,3 @@ class ArtifactHandlers:
         if not isinstance(body, dict):
             raise InvalidParameterValue("Request body must be a JSON object")
         return body
-
-
-def setup_artifact_routes(app: web.Application, settings: Settings) -> None:
-    """Add the ``mlflow-artifacts`` routes and the artifact store (opened with the app)."""
-
-    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with open_artifact_store(settings) as store:
-            app[ARTIFACT_STORE] = store
-            yield
-
-    app.cleanup_ctx.append(store_ctx)
-    handlers = ArtifactHandlers(max_json_bytes=settings.max_body_bytes)
-    for prefix in PREFIXES:
-        app.router.add_route("GET", f"{prefix}/artifacts", handlers.list)
-        app.router.add_route("GET", f"{prefix}/artifacts/{{path:.+}}", handlers.download)
-        app.router.add_route("PUT", f"{prefix}/artifacts/{{path:.+}}", handlers.upload)
-        app.router.add_route("DELETE", f"{prefix}/artifacts/{{path:.+}}", handlers.delete)
-        app.router.add_route("POST", f"{prefix}/mpu/create/{{path:.+}}", handlers.create_multipart)
-        app.router.add_route(
-            "POST", f"{prefix}/mpu/complete/{{path:.+}}", handlers.complete_multipart
-        )
-        app.router.add_route("POST", f"{prefix}/mpu/abort/{{path:.+}}", handlers.abort_multipart)

@@ -1,54 +1,46 @@
-"""Every route of the api room, one function per feature.
+"""Every route of runstream's own read API, in one table (``ROUTES``), and ``add_routes``.
 
-A feature module adds its own ``add_<feature>_routes(app)`` here and appends it to
-``ROUTE_GROUPS``; ``app.setup`` calls each group once.
+To add an endpoint, append a row; ``api.app.setup`` calls ``add_routes`` once. GET routes
+answer HEAD too (aiohttp's ``add_get``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
 from runstream.api import health, reads
 from runstream.api.native import bulk, live
+from runstream.web import Handler
 
 API_PREFIX = "/api/runstream/v1"
 
 
-def add_health_routes(app: web.Application) -> None:
-    app.router.add_get("/health", health.health)
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
 
 
-def add_read_routes(app: web.Application) -> None:
-    app.router.add_get(f"{API_PREFIX}/experiments", reads.list_experiments)
-    app.router.add_get(f"{API_PREFIX}/experiments/{{experiment_id}}", reads.get_experiment)
-    app.router.add_get(f"{API_PREFIX}/experiments/{{experiment_id}}/runs", reads.list_runs)
-    app.router.add_get(f"{API_PREFIX}/runs/{{run_id}}", reads.get_run)
-
-
-def add_history_routes(app: web.Application) -> None:
-    app.router.add_get(f"{API_PREFIX}/runs/{{run_id}}/history", bulk.get_history)
-
-
-def add_bulk_history_routes(app: web.Application) -> None:
-    app.router.add_post(f"{API_PREFIX}/history/bulk", bulk.post_bulk_history)
-
-
-def add_live_routes(app: web.Application) -> None:
-    live.use_live(app)
-    app.router.add_get(f"{API_PREFIX}/live", live.get_live)
-
-
-ROUTE_GROUPS: list[Callable[[web.Application], None]] = [
-    add_health_routes,
-    add_read_routes,
-    add_history_routes,
-    add_bulk_history_routes,
-    add_live_routes,
-]
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/health", health.health),
+    Route("GET", f"{API_PREFIX}/experiments", reads.list_experiments),
+    Route("GET", f"{API_PREFIX}/experiments/{{experiment_id}}", reads.get_experiment),
+    Route("GET", f"{API_PREFIX}/experiments/{{experiment_id}}/runs", reads.list_runs),
+    Route("GET", f"{API_PREFIX}/runs/{{run_id}}", reads.get_run),
+    Route("GET", f"{API_PREFIX}/runs/{{run_id}}/history", bulk.get_history),
+    Route("POST", f"{API_PREFIX}/history/bulk", bulk.post_bulk_history),
+    Route("GET", f"{API_PREFIX}/live", live.get_live),  # its hub: live.use_live
+)
 
 
 def add_routes(app: web.Application) -> None:
-    for add_group in ROUTE_GROUPS:
-        add_group(app)
+    """The native routes, and the live-stream hub ``/live`` serves from."""
+    live.use_live(app)
+    for route in ROUTES:
+        if route.method == "GET":
+            app.router.add_get(route.path, route.handler)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)

@@ -299,31 +299,52 @@ def _add(app: web.Application, method: str, path: str, handler: Handler) -> None
     app.router.add_route(method, path, handler)
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+
+
+def ui_routes(build: UiBuild | None) -> list[Route]:
+    """Every route of the UI part, in the order added (see ``setup_ui``)."""
+    routes = [
+        Route("GET", "/", index),
+        Route("GET", "/static-files/{path:.+}", static),
+        Route("GET", "/version", version),
+        Route("GET", "/get-artifact", get_artifact),
+        Route("GET", f"{AJAX}/metrics/get-history-bulk", get_metric_history_bulk),
+        Route(
+            "GET", f"{AJAX}/logged-models/{{model_id}}/artifacts/files", get_logged_model_artifact
+        ),
+        Route("*", f"{AJAX}/gateway-proxy", gateway_proxy),
+        Route("GET", "/ajax-api/3.0/mlflow/ui-telemetry", ui_telemetry),
+        Route("POST", "/ajax-api/3.0/mlflow/ui-telemetry", ui_telemetry),
+        *(
+            Route(method, prefix + path, empty_answer(body))
+            for method, path, body in EMPTY_ANSWERS
+            for prefix in ("/api", "/ajax-api")
+        ),
+        Route("GET", "/model-versions/get-artifact", not_found),
+        Route("GET", f"{AJAX}/get-trace-artifact", not_found),
+        Route("GET", "/ajax-api/3.0/mlflow/get-trace-artifact", not_found),
+    ]
+    if build is not None and importlib.util.find_spec("graphql") is not None:
+        # Imported only here: graphql-core is optional.
+        from runstream.api.ui.graphql import graphql_endpoint
+
+        routes.append(Route("POST", "/graphql", graphql_endpoint))
+        routes.append(Route("GET", "/graphql", graphql_endpoint))
+    return routes
+
+
 def setup_ui(app: web.Application) -> None:
-    """Serve MLflow's UI (when installed) and the UI-only endpoints. Idempotent."""
+    """Serve MLflow's UI (when installed) and the UI-only endpoints. Idempotent.
+
+    Called after the other parts: a route another part already serves keeps its handler."""
     if app.get(_UI_ADDED):
         return
     app[_UI_ADDED] = True
     build = app[UI_BUILD] = find_ui_build()
-    _add(app, "GET", "/", index)
-    _add(app, "GET", "/static-files/{path:.+}", static)
-    _add(app, "GET", "/version", version)
-    _add(app, "GET", "/get-artifact", get_artifact)
-    _add(app, "GET", f"{AJAX}/metrics/get-history-bulk", get_metric_history_bulk)
-    _add(
-        app, "GET", f"{AJAX}/logged-models/{{model_id}}/artifacts/files", get_logged_model_artifact
-    )
-    _add(app, "*", f"{AJAX}/gateway-proxy", gateway_proxy)
-    _add(app, "GET", "/ajax-api/3.0/mlflow/ui-telemetry", ui_telemetry)
-    _add(app, "POST", "/ajax-api/3.0/mlflow/ui-telemetry", ui_telemetry)
-    for method, path, body in EMPTY_ANSWERS:
-        for prefix in ("/api", "/ajax-api"):
-            _add(app, method, prefix + path, empty_answer(body))
-    _add(app, "GET", "/model-versions/get-artifact", not_found)
-    _add(app, "GET", f"{AJAX}/get-trace-artifact", not_found)
-    _add(app, "GET", "/ajax-api/3.0/mlflow/get-trace-artifact", not_found)
-    if build is not None and importlib.util.find_spec("graphql") is not None:
-        from runstream.api.ui.graphql import graphql_endpoint
-
-        _add(app, "POST", "/graphql", graphql_endpoint)
-        _add(app, "GET", "/graphql", graphql_endpoint)
+    for route in ui_routes(build):
+        _add(app, route.method, route.path, route.handler)

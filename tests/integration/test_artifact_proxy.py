@@ -31,7 +31,7 @@ from aiohttp import web
 from botocore.config import Config
 from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
 
-from runstream.api.artifacts.proxy import setup_artifact_routes
+from runstream.api.artifacts.routes import setup_artifact_routes
 from runstream.api.artifacts.store import S3ArtifactStore, open_artifact_store
 from runstream.schemas.errors import InvalidParameterValue
 from runstream.settings import Settings

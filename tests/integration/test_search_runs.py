@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from runstream.api.mlflow import pagination
 from runstream.api.mlflow.search import search_experiments, search_runs
-from runstream.api.mlflow.search_sql import make_page_token, parse_page_token
 from runstream.schemas.errors import InvalidParameterValue
 
 NAN = float("nan")
@@ -209,7 +209,7 @@ async def test_pages(seeded: asyncpg.Connection) -> None:
         pages.append(found)
         if token is None:
             break
-        assert parse_page_token(token) == 2 * len(pages)
+        assert pagination.decode(token).offset == 2 * len(pages)
     assert pages == [["re", "ra"], ["rg", "rb"], ["rf", "rc"], ["rd"]]
     found, token = await search_runs(seeded, experiment_ids=["1"], max_results=5)
     assert (found, token) == (DEFAULT, None)  # exactly a page: no token, as MLflow
@@ -222,7 +222,7 @@ async def test_errors(seeded: asyncpg.Connection) -> None:
         ({"max_results": 50001}, "It must be at most 50000"),
         ({"max_results": 0}, "It must be a positive integer"),
         ({"page_token": "!!!"}, "Invalid page token"),
-        ({"page_token": make_page_token(0)}, "Invalid page token"),
+        ({"page_token": pagination.encode(0)}, "Invalid page token"),
         ({"experiment_ids": ["x"]}, "Invalid experiment ID 'x'"),
         ({"run_view_type": "SOME"}, "Invalid view type"),
     ]:
