@@ -22,6 +22,7 @@ from typing import Any
 
 from runstream.api.mlflow import filter_grammar as g
 from runstream.api.mlflow import pagination
+from runstream.api.mlflow.logged_model_views import STATUS_FROM_PROTO
 from runstream.api.mlflow.search_sql import Args
 from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue
@@ -53,14 +54,8 @@ STRING_OPS = ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
 ENTITY_TYPES = ("attributes", "metrics", "params", "tags")
 KEY_CHARS = "-:/"
 """Besides word characters, what an unquoted key or value may hold (``tags.git-sha``)."""
-_STATUS_VALUES = {
-    "LOGGED_MODEL_PENDING": "PENDING",
-    "LOGGED_MODEL_READY": "READY",
-    "LOGGED_MODEL_UPLOAD_FAILED": "FAILED",
-    "1": "PENDING",
-    "2": "READY",
-    "3": "FAILED",
-}
+_STATUS_VALUES = {str(value): status for value, status in STATUS_FROM_PROTO.items()}
+"""A filter's ``status`` value (MLflow's enum name, or its number as text) as stored."""
 
 _LIST_ITEM = re.compile(r"""\s*('(?:[^']|'')*'|"[^"]*")\s*(,|$)""")
 _AND_EXAMPLE = (

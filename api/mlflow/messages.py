@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,8 @@ from runstream.api.views import VIEW_TYPES
 from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue, MalformedRequest
 from runstream.schemas.validation import (
+    INT64_MAX,
+    INT64_MIN,
     check_key_name,
     exceeds_maximum_length,
     invalid_value,
@@ -33,6 +34,7 @@ from runstream.schemas.validation import (
     parse_experiment_id,
     validate_batch_limit,
     validate_experiment_name,
+    validate_run_id,
 )
 
 Fields = Mapping[str, Any]
@@ -43,7 +45,6 @@ API_DOCS_HINT = " See the API docs for more information about request parameters
 
 RUN_STATUSES = {"RUNNING": 1, "SCHEDULED": 2, "FINISHED": 3, "FAILED": 4, "KILLED": 5}
 
-_RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
 _MISSING_KEY_NAME = "A key name must be provided."
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -220,7 +221,7 @@ class Metric:
     step: int
 
 
-_INT64 = range(-(2**63), 2**63)
+_INT64 = range(INT64_MIN, INT64_MAX + 1)
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -597,8 +598,7 @@ def parse_log_batch(fields: Fields) -> LogBatch:
         require_present(p, "key", f"params[{i}].key")
     for i, t in enumerate(raw_tags):
         require_present(t, "key", f"tags[{i}].key")
-    if _RUN_ID.match(run_id) is None:
-        raise InvalidParameterValue(invalid_value("run_id", run_id))
+    validate_run_id(run_id)
     metrics = tuple(
         check_metric(
             m.get("key"), m.get("value"), m.get("timestamp"), m.get("step"), f"metrics[{i}]"

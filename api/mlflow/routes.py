@@ -23,7 +23,10 @@ from runstream.resources import use_stores
 from runstream.settings import Settings
 from runstream.web import Handler, json_response
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+API_PREFIX = "/api/2.0/mlflow"
+AJAX_PREFIX = "/ajax-api/2.0/mlflow"
+"""Where MLflow's UI calls the same routes."""
+PREFIXES = (API_PREFIX, AJAX_PREFIX)
 SERVER_INFO_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
 
 

@@ -34,6 +34,7 @@ from runstream.api.mlflow import messages as rq
 from runstream.api.mlflow.artifacts import proxied_root
 from runstream.api.mlflow.history import history_order, metrics_json
 from runstream.api.mlflow.metrics import load_points
+from runstream.api.mlflow.routes import AJAX_PREFIX
 from runstream.api.reads import run_not_found
 from runstream.api.views import JsonDict
 from runstream.resources import PG_POOL
@@ -285,7 +286,7 @@ async def not_found(request: web.Request) -> web.Response:
 
 # -- wiring ---------------------------------------------------------------------------------------
 
-AJAX = "/ajax-api/2.0/mlflow"
+AJAX = AJAX_PREFIX
 
 
 def _add(app: web.Application, method: str, path: str, handler: Handler) -> None:
