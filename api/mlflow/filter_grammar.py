@@ -97,6 +97,7 @@ class FilterSyntaxError(Exception):
         self.fragment = fragment
         """The clause up to and including what did not fit (MLflow's runs message shows it)."""
         self.position = position
+        """Where in the filter the clause stopped fitting."""
         self.found = found
         """The text found instead (for LIST, the whole parenthesised text); None at the end."""
         self.comparator = comparator
@@ -153,8 +154,8 @@ class RawComparison:
 
     identifier: str
     comparator: str
-    """As written (case kept), except IS NULL, IS NOT NULL, NOT IN, NOT LIKE, which are
-    normalised to those spellings."""
+    """As written (case kept), except ``IS NULL``, ``IS NOT NULL`` and ``NOT IN``, which are
+    spelt so; ``NOT LIKE`` keeps its ``LIKE`` as written."""
     value: Token | None
     """The value token; None for IS [NOT] NULL and for a parenthesised list."""
     list_text: str | None

@@ -20,7 +20,6 @@ from typing import Any
 from multidict import MultiMapping
 
 from runstream.api.mlflow import pagination
-from runstream.api.mlflow.pagination import check_max_results
 from runstream.api.views import VIEW_TYPES
 from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue, MalformedRequest
@@ -390,7 +389,7 @@ def parse_search_experiments(fields: Fields) -> SearchExperiments:
     order_by = tuple(string_list(fields, "order_by"))
     filter_string = optional_string(fields, "filter") or ""
     page_token = optional_string(fields, "page_token") or None
-    check_max_results(max_results)
+    pagination.check_max_results(max_results)
     return SearchExperiments(view_type, max_results, filter_string, order_by, page_token)
 
 
@@ -510,7 +509,7 @@ def parse_search_runs(fields: Fields) -> SearchRuns:
     order_by = tuple(string_list(fields, "order_by"))
     view = enum_value(fields, "run_view_type", VIEW_TYPES) or "ACTIVE_ONLY"
     page_token = optional_string(fields, "page_token") or None
-    check_max_results(max_results)
+    pagination.check_max_results(max_results)
     for experiment_id in experiment_ids:
         parse_experiment_id(experiment_id)
     return SearchRuns(experiment_ids, filter_string, view, max_results, order_by, page_token)
