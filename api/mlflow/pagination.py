@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -102,13 +102,22 @@ def decode(token: str | None, bound: Sequence[Bound] = ()) -> Cursor:
 
 
 def page(
-    rows: Sequence[T], offset: int, max_results: int | None, bound: Sequence[Bound] = ()
+    rows: Sequence[T],
+    offset: int,
+    max_results: int | None,
+    bound: Sequence[Bound] = (),
+    key: Callable[[T], Sequence[Any]] | None = None,
 ) -> tuple[Sequence[T], str | None]:
     """A page of ``rows`` (fetched with ``limit=max_results + 1`` from ``offset``) and the
-    token of the next page, None when this is the last (or ``max_results`` is None: all)."""
+    token of the next page, None when this is the last (or ``max_results`` is None: all).
+
+    With ``key`` (a row's sort key, JSON values), the token also carries the key of the page's
+    last row, for a query that continues after it instead of skipping ``offset`` rows."""
     if max_results is None or len(rows) <= max_results:
         return rows, None
-    return rows[:max_results], encode(offset + max_results, bound)
+    shown = rows[:max_results]
+    after = None if key is None else key(shown[-1])
+    return shown, encode(offset + max_results, bound, after)
 
 
 # -- max_results ----------------------------------------------------------------------------------

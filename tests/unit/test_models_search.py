@@ -33,6 +33,9 @@ M1 = "m-" + "1" * 32
         ("name IN ('a', 'b''c')", [("attributes", "name", "IN", ("a", "b'c"))]),
         ("source_run_id not in ('r1')", [("attributes", "source_run_id", "NOT IN", ("r1",))]),
         ("status = 'READY'", [("attributes", "status", "=", "READY")]),
+        ("tags.git-sha = abc-1", [("tags", "git-sha", "=", "abc-1")]),
+        ("metrics.x <> 1", [("metrics", "x", "!=", 1.0)]),
+        ("model_id IN (\"m-1\")", [("attributes", "model_id", "IN", ("m-1",))]),
         ("", []),
     ],
 )  # fmt: skip
@@ -52,6 +55,11 @@ def test_filters_parse(text: str, expected: list[tuple[str, str, str, Any]]) -> 
         ("metrics.loss > 'abc'", "Expected a number"),
         ("name = ", "Expected a value"),
         ("name IN 'a'", "Expected a list of strings"),
+        ("name IN ('a', b)", "Invalid list of strings ('a', b)."),
+        ("name = 'a' AND", "Expected an identifier."),
+        ("name = 'a' name = 'b'", "separated by 'AND'"),
+        ("name IS NULL", "Invalid comparison operator for attributes.name: 'IS NULL'"),
+        ("metrics.x >= +5", "Unexpected value +."),
     ],
 )
 def test_bad_filters_are_refused(text: str, fragment: str) -> None:

@@ -75,6 +75,10 @@ def test_bound_tokens_keep_the_fields_before_the_offset_and_refuse_others() -> N
 def test_keyset_tokens_carry_the_last_key() -> None:
     token = pg.encode(20, after=("model-a", 3))
     assert pg.decode(token) == pg.Cursor(20, ("model-a", 3))
+    rows = [("a", 1), ("a", 2), ("b", 1)]
+    shown, next_token = pg.page(rows, 0, 2, key=lambda row: row)
+    assert list(shown) == rows[:2] and next_token is not None
+    assert pg.decode(next_token) == pg.Cursor(2, ("a", 2))
 
 
 def test_a_page_fetched_one_row_long_says_there_is_a_next() -> None:
