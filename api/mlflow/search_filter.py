@@ -71,8 +71,9 @@ class Vocabulary:
     """Attributes that take ``IN``/``NOT IN`` with a list of quoted strings."""
     rules: Mapping[str, Rule]
     """The comparators of each non-attribute entity."""
-    string_attributes: Rule
-    numeric: Rule
+    string_attribute_rule: Rule
+    """The comparators of attributes that are not numeric."""
+    numeric_attribute_rule: Rule
     dataset_keys: frozenset[str] = frozenset()
     key_aliases: Mapping[str, str] = field(default_factory=dict)
     """Attribute names the UI writes for columns (``created`` is ``start_time``)."""
@@ -127,9 +128,9 @@ RUNS = Vocabulary(
         TAG: Rule(TAG_COMPARATORS, TAG_COMPARATORS),
         DATASET: Rule(DATASET_COMPARATORS, DATASET_COMPARATORS),
     },
-    string_attributes=Rule(STRING_ATTRIBUTE_COMPARATORS, STRING_ATTRIBUTE_COMPARATORS, "'"),
+    string_attribute_rule=Rule(STRING_ATTRIBUTE_COMPARATORS, STRING_ATTRIBUTE_COMPARATORS, "'"),
     # MLflow names the string comparators in this message (sic).
-    numeric=Rule(NUMERIC_ATTRIBUTE_COMPARATORS, STRING_ATTRIBUTE_COMPARATORS),
+    numeric_attribute_rule=Rule(NUMERIC_ATTRIBUTE_COMPARATORS, STRING_ATTRIBUTE_COMPARATORS),
     dataset_keys=DATASET_KEYS,
     key_aliases=_KEY_ALIASES,
 )
@@ -360,9 +361,9 @@ def _check_comparator(comp: Comparison, vocabulary: Vocabulary) -> Comparison:
     comparator = comp.comparator.upper()
     entity, key = comp.entity, vocabulary.key_aliases.get(comp.key, comp.key)
     if entity == ATTRIBUTE and key not in vocabulary.numeric_attributes:
-        rule = vocabulary.string_attributes
+        rule = vocabulary.string_attribute_rule
     elif entity == ATTRIBUTE:
-        rule = vocabulary.numeric
+        rule = vocabulary.numeric_attribute_rule
     else:
         rule = vocabulary.rules[entity]
     if comparator not in rule.allowed:

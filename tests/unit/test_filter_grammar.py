@@ -79,8 +79,10 @@ REGISTERED_MODELS = sf.Vocabulary(
     numeric_attributes=frozenset({"creation_timestamp", "last_updated_timestamp"}),
     list_attributes=("name",),
     rules={sf.TAG: sf.Rule(frozenset({"=", "!=", "LIKE", "ILIKE"}), frozenset({"=", "!="}))},
-    string_attributes=sf.Rule(sf.STRING_ATTRIBUTE_COMPARATORS, sf.STRING_ATTRIBUTE_COMPARATORS),
-    numeric=sf.Rule(sf.NUMERIC_ATTRIBUTE_COMPARATORS, sf.NUMERIC_ATTRIBUTE_COMPARATORS),
+    string_attribute_rule=sf.Rule(sf.STRING_ATTRIBUTE_COMPARATORS, sf.STRING_ATTRIBUTE_COMPARATORS),
+    numeric_attribute_rule=sf.Rule(
+        sf.NUMERIC_ATTRIBUTE_COMPARATORS, sf.NUMERIC_ATTRIBUTE_COMPARATORS
+    ),
     null_entities=(),
 )
 
