@@ -28,8 +28,9 @@ JSON_TYPE = "application/json"
 
 
 async def request_fields(request: web.Request, repeated: Collection[str] = ()) -> dict[str, Any]:
-    """The message's fields: the query string of a GET that has one, else the JSON body."""
-    if request.method == "GET" and request.query:
+    """The message's fields: the query string of a GET (or its HEAD) that has one, else the
+    JSON body."""
+    if request.method in ("GET", "HEAD") and request.query:
         return fields_from_query(request.query, repeated)
     if request.method in ("POST", "PUT", "PATCH"):
         content_type = request.headers.get("Content-Type")

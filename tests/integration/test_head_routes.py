@@ -89,12 +89,6 @@ async def test_head_with_a_query_answers_as_get_on_native_routes(settings: Setti
         await server.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/mlflow/handler_io.request_fields takes GET fields from the query only for "
-    "method GET, so a HEAD with a query is read as an empty JSON body (400); the fix is "
-    "`request.method in ('GET', 'HEAD')` there (api/mlflow is another engineer's)",
-)
 async def test_head_with_a_query_answers_as_get_on_mlflow_routes(settings: Settings) -> None:
     server = TestServer(build_app(settings), host="127.0.0.1")
     await server.start_server()
