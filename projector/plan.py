@@ -26,7 +26,8 @@ from runstream.projector.models_plan import ModelRows
 from runstream.schemas import experiments as ex
 from runstream.schemas import metrics as me
 from runstream.schemas import runs as ru
-from runstream.schemas.codec import Entry, Event
+from runstream.schemas.codec import Event
+from runstream.schemas.entries import Entry
 
 ACTIVE = "active"
 DELETED = "deleted"
