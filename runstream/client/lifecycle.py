@@ -23,14 +23,26 @@ import sys
 import threading
 import time
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from runstream.client import sender as sender_module
-
-if TYPE_CHECKING:
-    from runstream.client.run import Run
+from runstream.client.config import ClientConfig
 
 logger = logging.getLogger(__name__)
+
+
+class Run(Protocol):
+    """What the hooks need of a run (``runstream.client.run.Run``), without importing it:
+    ``run`` tracks itself here, so importing it back would make a cycle."""
+
+    _config: ClientConfig
+
+    @property
+    def run_id(self) -> str: ...
+
+    def finish(self, status: str = "FINISHED", timeout: float | None = None) -> bool: ...
+
+    def _after_fork_child(self) -> None: ...
 
 _runs: dict[str, Run] = {}
 _lock = threading.Lock()
