@@ -25,7 +25,7 @@ import time
 from types import FrameType, TracebackType
 from typing import Any, Protocol
 
-from runstream.client import sender as sender_module
+from runstream.client import senders
 from runstream.client.config import ClientConfig
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ class Run(Protocol):
     def finish(self, status: str = "FINISHED", timeout: float | None = None) -> bool: ...
 
     def _after_fork_child(self) -> None: ...
+
 
 _runs: dict[str, Run] = {}
 _lock = threading.Lock()
@@ -101,7 +102,7 @@ def _install() -> None:
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     previous = _previous.get(signum)
     _state["signal"] = signum
-    for sender in sender_module.live_senders():
+    for sender in senders.live_senders():
         sender.wake()  # start draining while the stack unwinds
     if callable(previous):
         previous(signum, frame)
@@ -140,7 +141,7 @@ def finish_all(timeout: float | None = None) -> None:
 def _after_fork_child() -> None:
     global _lock
     _lock = threading.Lock()
-    sender_module.reset_after_fork()
+    senders.reset_after_fork()
     for run in list(_runs.values()):
         run._after_fork_child()
 
