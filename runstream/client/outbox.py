@@ -33,6 +33,8 @@ class RunLink:
     experiment_id: str | None = None
     experiment_name: str | None = None
     """Set while the experiment id is unknown (the server was down at ``start_run``)."""
+    started_in: str | None = None
+    """The experiment name ``start_run`` was given (None when it was given an id)."""
     taken_seq: int = 0
     done_seq: int = 0
     """Buffer items up to this sequence are settled: delivered, or refused and kept aside."""
@@ -101,6 +103,8 @@ class Outbox:
                 for batch in batches:
                     if link.experiment_name is not None and _has_unresolved_run(batch):
                         batch.experiment_name = link.experiment_name
+                    if link.started_in is not None and _creates_run(batch):
+                        batch.started_in = link.started_in
                     link.queued_points += batch.points
                     self._queue.append(batch)
                     self._memory_points += batch.points
@@ -228,6 +232,10 @@ class Outbox:
         """Give the spool directory up (to ``runstream sync`` or a later sender)."""
         with self._changed:
             self.writer.close()
+
+
+def _creates_run(batch: Batch) -> bool:
+    return any(e.get("type") == "run_created" for e in batch.events or ())
 
 
 def _has_unresolved_run(batch: Batch) -> bool:

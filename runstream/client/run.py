@@ -80,6 +80,7 @@ class Run:
         experiment_id: str | None = None,
         experiment_name: str | None = None,
         name: str = "",
+        started_in: str | None = None,
     ) -> None:
         self._run_id = run_id
         self._name = name
@@ -88,7 +89,9 @@ class Run:
         self._finished = False
         self._params: dict[str, str] = {}
         self._buffer = RunBuffer(config.max_buffer_points, config.batch_points, self._on_full)
-        self._link = RunLink(run_id, self._buffer, experiment_id, experiment_name)
+        self._link = RunLink(
+            run_id, self._buffer, experiment_id, experiment_name, started_in=started_in
+        )
         self._sender: Sender | None = None
 
     # -- identity ---------------------------------------------------------------------------
@@ -345,6 +348,10 @@ def start_run(
         run = Run(run_id, config, experiment_id=experiment_id, name=name or "")
         _extra_events(run, params, tags)
         lifecycle.track(run)
+        # Nothing to create, so no event starts the sender: start it now, so that points
+        # go out every flush interval (and an unreachable server is reported) from the start.
+        if run._sender is None:
+            run._attach_sender()
         return run
     run_name = _default_name() if name is None else name
     if len(run_name) > c.MAX_RUN_NAME_LENGTH:
@@ -369,6 +376,7 @@ def start_run(
         config,
         experiment_id=experiment_id,
         experiment_name=None if experiment_id else exp_name,
+        started_in=exp_name,
         name=run_name,
     )
     created = RunCreated(

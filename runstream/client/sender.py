@@ -214,6 +214,7 @@ class Sender:
                     batch.last_seq if i == len(events) - 1 else -1,
                     f"{batch.idempotency_key}-{i}",
                     batch.experiment_name if event.get("type") == "run_created" else None,
+                    started_in=batch.started_in if event.get("type") == "run_created" else None,
                 )
                 for i, event in enumerate(events)
             ]
@@ -248,4 +249,5 @@ def _with_events(batch: Batch, events: list[dict[str, Any]]) -> Batch:
         batch.last_seq,
         batch.idempotency_key,
         batch.experiment_name,
+        started_in=batch.started_in,
     )
