@@ -11,7 +11,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from runstream.api import health, reads
-from runstream.api.native import bulk, live
+from runstream.api.native import bulk, live, live_hub
 
 API_PREFIX = "/api/runstream/v1"
 
@@ -36,7 +36,7 @@ def add_bulk_history_routes(app: web.Application) -> None:
 
 
 def add_live_routes(app: web.Application) -> None:
-    live.use_live(app)
+    live_hub.use_live(app)
     app.router.add_get(f"{API_PREFIX}/live", live.get_live)
 
 
