@@ -171,7 +171,7 @@ class ShardConsumer:
             if self._applied_high is None or top > self._applied_high:
                 self._applied_high = top
         await self.stream.finish(acked, dead, self._watermark(handled), self._trim_below())
-        if entries:  # live streams (api/native/live.py): what this batch changed
+        if entries:  # live streams (api/native/live_hub.py): what this batch changed
             await changes.publish(self.stream, [e for e in entries if e.entry_id not in failed])
         self.stats.batches += 1
         self._adapt_count(raw)
