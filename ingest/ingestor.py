@@ -28,13 +28,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from runstream.ingest import rules
 from runstream.ingest.backlog import BacklogGauge
 from runstream.ingest.commands import Absent, Appended, read_reply, script_args
-from runstream.ingest.entries import encode_entries
 from runstream.ingest.logged_models import LoggedModelChecks
 from runstream.ingest.model import WriteModel
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
+from runstream.schemas.entries import encode_entries
 from runstream.schemas.errors import (
     ResourceAlreadyExists,
     RunstreamError,

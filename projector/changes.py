@@ -1,6 +1,6 @@
 """What a committed batch changed, announced for live streams (``constants.changes_channel``).
 
-The api's live fan-out (``api/native/live.py``) subscribes once per process and reads the new
+The api's live fan-out (``api/native/live_hub.py``) subscribes once per process and reads the new
 points by offset from PostgreSQL; this message only says where to look. Published after the
 batch's transaction commits and its watermark is set, so a reader always finds the rows.
 A lost message delays a live client until the next batch of the same run (or its reconnect).

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import asyncpg
 
 from runstream.projector import changes
-from runstream.projector.decoding import decode_stream_entry
 from runstream.projector.store import StreamEntry, apply_entries
 from runstream.projector.streams import DeadLetter, EntryId, RawEntry, ShardStream, next_id
+from runstream.schemas.entries import decode_entry
 from runstream.schemas.errors import EventDecodeError
 from runstream.schemas.sharding import format_entry_id
 from runstream.settings import Settings
@@ -147,9 +147,7 @@ class ShardConsumer:
                 undecodable[entry_id] = (b"", f"entry has no 'e' field (fields {sorted(fields)})")
                 continue
             try:
-                entries.append(
-                    StreamEntry(self.shard, entry_id, payload, decode_stream_entry(payload))
-                )
+                entries.append(StreamEntry(self.shard, entry_id, payload, decode_entry(payload)))
             except EventDecodeError as exc:
                 undecodable[entry_id] = (payload, str(exc))
 
@@ -173,7 +171,7 @@ class ShardConsumer:
             if self._applied_high is None or top > self._applied_high:
                 self._applied_high = top
         await self.stream.finish(acked, dead, self._watermark(handled), self._trim_below())
-        if entries:  # live streams (api/native/live.py): what this batch changed
+        if entries:  # live streams (api/native/live_hub.py): what this batch changed
             await changes.publish(self.stream, [e for e in entries if e.entry_id not in failed])
         self.stats.batches += 1
         self._adapt_count(raw)

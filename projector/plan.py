@@ -27,7 +27,8 @@ from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
 from runstream.schemas import metrics as me
 from runstream.schemas import runs as ru
-from runstream.schemas.codec import Entry, Event
+from runstream.schemas.codec import Event
+from runstream.schemas.entries import Entry
 
 ACTIVE = "active"
 DELETED = "deleted"

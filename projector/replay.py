@@ -19,7 +19,7 @@ import asyncpg
 from runstream.projector import queries as q
 from runstream.projector.plan import plan
 from runstream.projector.store import apply_plan
-from runstream.schemas.codec import Entry, decode_entry
+from runstream.schemas.entries import Entry, decode_entry
 from runstream.settings import Settings
 
 logger = logging.getLogger(__name__)

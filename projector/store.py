@@ -24,7 +24,7 @@ from runstream.projector import models_store
 from runstream.projector import queries as q
 from runstream.projector.chunks import CHUNK_COLUMNS, SeriesState, layout
 from runstream.projector.plan import Segment, WritePlan, plan
-from runstream.schemas.codec import Entry
+from runstream.schemas.entries import Entry
 
 logger = logging.getLogger(__name__)
 

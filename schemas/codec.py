@@ -1,8 +1,8 @@
-"""msgpack encoding of events and stream entries.
+"""msgpack encoding of events: the one event codec of the SDK, ingest and the projector.
 
 An event is a msgpack map ``{"type": <TYPE>, "v": <VERSION>, <field>: <value>, ...}``; pairs
 (tags, params) are lists of 2-lists; a metric series is a map with ``key`` and three ``bin``
-columns. A stream entry is ``{"v": ENTRY_FORMAT_VERSION, "at": <ms>, "ev": [event, ...]}``.
+columns. The stream-entry envelope around events is ``entries``'s.
 
 Every decoding failure is raised as one ``EventDecodeError`` naming the path of the bad field.
 Decoding also accepts the request forms that clients send: columns as lists of numbers (JSON
@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import math
 import types
-import typing
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import msgpack
@@ -63,15 +62,6 @@ def register_event_type(cls: type[Any]) -> type[Any]:
     return cls
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """The decoded payload of one stream entry."""
-
-    at: int
-    """Milliseconds since the epoch at which ingest accepted the request."""
-    events: tuple[Event, ...]
-
-
 # -- encoding -----------------------------------------------------------------------------------
 
 
@@ -95,20 +85,6 @@ def encode_event(event: Event) -> bytes:
     return msgpack.packb(event_to_obj(event), use_bin_type=True)  # type: ignore[no-any-return]
 
 
-def encode_entry(at: int, events: typing.Sequence[Event]) -> bytes:
-    return msgpack.packb(  # type: ignore[no-any-return]
-        {"v": c.ENTRY_FORMAT_VERSION, "at": at, "ev": [event_to_obj(e) for e in events]},
-        use_bin_type=True,
-    )
-
-
-def encode_entry_objs(at: int, event_objs: typing.Sequence[dict[str, Any]]) -> bytes:
-    """Like ``encode_entry`` for events already in their map form (the ingest hot path)."""
-    return msgpack.packb(  # type: ignore[no-any-return]
-        {"v": c.ENTRY_FORMAT_VERSION, "at": at, "ev": list(event_objs)}, use_bin_type=True
-    )
-
-
 # -- decoding -----------------------------------------------------------------------------------
 
 
@@ -117,22 +93,6 @@ def unpack(data: bytes, what: str = "body") -> Any:
         return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:
         raise EventDecodeError(f"{what} is not valid msgpack: {exc}") from exc
-
-
-def decode_entry(data: bytes) -> Entry:
-    obj = unpack(data, "stream entry")
-    if not isinstance(obj, dict):
-        raise EventDecodeError("stream entry: expected a map")
-    version = obj.get("v")
-    if version != c.ENTRY_FORMAT_VERSION:
-        raise EventDecodeError(f"stream entry: unknown entry format version {version!r}")
-    at = obj.get("at")
-    if not isinstance(at, int):
-        raise EventDecodeError("stream entry: 'at' must be an integer")
-    evs = obj.get("ev")
-    if not isinstance(evs, list):
-        raise EventDecodeError("stream entry: 'ev' must be a list")
-    return Entry(at, tuple(decode_event(e, f"ev[{i}]") for i, e in enumerate(evs)))
 
 
 def decode_event(obj: Any, path: str = "event") -> Event:

@@ -180,7 +180,7 @@ def logged_model_key(prefix: str, shard: int, model_id: str) -> str:
 
 def changes_channel(prefix: str) -> str:
     """Pub/sub channel on which projectors announce, after each committed batch, what it
-    changed, for live streams (api/native/live.py). One msgpack map per batch:
+    changed, for live streams (api/native/live_hub.py). One msgpack map per batch:
     ``{"s": shard, "e": "<newest entry id>", "m": [[run_id, key], ...], "r": [run_id, ...]}``
     with ``m`` the metric series that got points and ``r`` the runs whose row changed."""
     return f"{prefix}:changes"

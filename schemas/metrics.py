@@ -12,7 +12,11 @@ import sys
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 _LITTLE = sys.byteorder == "little"
 
@@ -45,6 +49,31 @@ def unpack_float64(data: bytes) -> array[float]:
     if not _LITTLE:
         out.byteswap()
     return out
+
+
+def column_arrays(
+    steps: bytes, timestamps: bytes, values: bytes
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Packed columns as numpy arrays: the one reader of packed columns for the SDK and the
+    server's native reads.
+
+    Zero-copy, read-only views of the bytes on little-endian machines (a byte-swapped copy
+    elsewhere). numpy is imported here rather than with this module, so that only code that
+    reads histories as arrays needs it.
+    """
+    import numpy as np
+
+    n = len(values)
+    if n % 8 or len(steps) != n or len(timestamps) != n:
+        raise ValueError(
+            f"packed columns of {len(steps)}, {len(timestamps)} and {n} bytes do not hold "
+            f"the same number of 8-byte values"
+        )
+    return (
+        np.frombuffer(steps, "<i8").astype(np.int64, copy=False),
+        np.frombuffer(timestamps, "<i8").astype(np.int64, copy=False),
+        np.frombuffer(values, "<f8").astype(np.float64, copy=False),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from runstream.schemas.metrics import column_arrays
+
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Mask = npt.NDArray[np.bool_]
@@ -55,11 +57,7 @@ class Points:
 
     @classmethod
     def from_packed(cls, steps: bytes, timestamps: bytes, values: bytes) -> Points:
-        return cls(
-            np.frombuffer(steps, "<i8").astype(np.int64, copy=False),
-            np.frombuffer(timestamps, "<i8").astype(np.int64, copy=False),
-            np.frombuffer(values, "<f8").astype(np.float64, copy=False),
-        )
+        return cls(*column_arrays(steps, timestamps, values))
 
     def __len__(self) -> int:
         return len(self.values)

@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from runstream.api import queries
+from runstream.api.native.downsample import Points
 from runstream.api.reads import await_token, run_not_found
 from runstream.resources import PG_POOL
 from runstream.schemas.errors import InvalidParameterValue, RunstreamError
@@ -28,8 +29,6 @@ from runstream.schemas.validation import missing_value
 
 MSGPACK_CONTENT_TYPE = "application/msgpack"
 _MSGPACK_TYPES = (MSGPACK_CONTENT_TYPE, "application/x-msgpack")
-_INT64 = np.dtype("<i8")
-_FLOAT64 = np.dtype("<f8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +74,9 @@ class History:
     def values(self) -> bytes:
         return b"".join(self.value_chunks)
 
-    def step_array(self) -> npt.NDArray[np.int64]:
-        return np.frombuffer(self.steps, dtype=_INT64).astype(np.int64, copy=False)
-
-    def timestamp_array(self) -> npt.NDArray[np.int64]:
-        return np.frombuffer(self.timestamps, dtype=_INT64).astype(np.int64, copy=False)
-
-    def value_array(self) -> npt.NDArray[np.float64]:
-        return np.frombuffer(self.values, dtype=_FLOAT64).astype(np.float64, copy=False)
+    def points(self) -> Points:
+        """The columns as numpy arrays (``downsample.Points``)."""
+        return Points.from_packed(self.steps, self.timestamps, self.values)
 
 
 def json_values(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | list[Any]:
@@ -100,12 +94,13 @@ def json_values(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | li
 
 def history_to_json(history: History) -> bytes:
     """``{"key", "steps", "timestamps", "values"}`` as JSON bytes."""
+    points = history.points()
     return orjson.dumps(
         {
             "key": history.key,
-            "steps": history.step_array(),
-            "timestamps": history.timestamp_array(),
-            "values": json_values(history.value_array()),
+            "steps": points.steps,
+            "timestamps": points.timestamps,
+            "values": json_values(points.values),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )

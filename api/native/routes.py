@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from runstream.api import health, reads
-from runstream.api.native import bulk, live
+from runstream.api.native import bulk, live, live_hub
 from runstream.web import Handler
 
 API_PREFIX = "/api/runstream/v1"
@@ -32,13 +32,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{API_PREFIX}/runs/{{run_id}}", reads.get_run),
     Route("GET", f"{API_PREFIX}/runs/{{run_id}}/history", bulk.get_history),
     Route("POST", f"{API_PREFIX}/history/bulk", bulk.post_bulk_history),
-    Route("GET", f"{API_PREFIX}/live", live.get_live),  # its hub: live.use_live
+    Route("GET", f"{API_PREFIX}/live", live.get_live),  # its hub: live_hub.use_live
 )
 
 
 def add_routes(app: web.Application) -> None:
     """The native routes, and the live-stream hub ``/live`` serves from."""
-    live.use_live(app)
+    live_hub.use_live(app)
     for route in ROUTES:
         if route.method == "GET":
             app.router.add_get(route.path, route.handler)

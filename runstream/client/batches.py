@@ -51,6 +51,9 @@ class Batch:
     idempotency_key: str = field(default_factory=lambda: uuid.uuid4().hex)
     experiment_name: str | None = None
     """Set while the batch holds a ``run_created`` whose experiment id is not known yet."""
+    started_in: str | None = None
+    """The experiment name a ``run_created`` in this batch was started in: ``runstream sync``
+    creates the run there when the server it syncs to has no experiment of the run's id."""
     spool_path: Path | None = None
     attempts: int = 0
 

@@ -24,6 +24,10 @@ class Outcome:
     """Seconds the server asked to wait (429/503 ``Retry-After``)."""
     token: str = ""
     points: int = 0
+    status: int = 0
+    """The HTTP status of the answer; 0 when there was none (refused, reset, timed out)."""
+    error_code: str = ""
+    """The server's ``error_code`` of a refusal (``RESOURCE_DOES_NOT_EXIST``, ...)."""
 
 
 def merge_tokens(old: str, new: str) -> str:
@@ -81,7 +85,10 @@ def post_events(
         kind: Literal["retry", "reject"] = (
             "reject" if 400 <= status < 500 and status not in RETRY_STATUSES else "retry"
         )
-        return Outcome(kind, f"experiment {experiment_name!r}: {exc}")
+        code = str(getattr(exc, "error_code", ""))
+        return Outcome(
+            kind, f"experiment {experiment_name!r}: {exc}", status=status, error_code=code
+        )
     if response.status < 300:
         try:
             data = response.decode()
@@ -89,10 +96,11 @@ def post_events(
             data = {}
         token = str(data.get("token", "")) if isinstance(data, dict) else ""
         points = int(data.get("points", 0)) if isinstance(data, dict) else 0
-        return Outcome("ok", token=token, points=points)
-    error = str(response.error())
-    if response.status in (429, 503):
-        return Outcome("retry", error, retry_after=response.retry_after(1.0))
-    if response.status in RETRY_STATUSES:
-        return Outcome("retry", error)
-    return Outcome("reject", error)
+        return Outcome("ok", token=token, points=points, status=response.status)
+    refusal = response.error()
+    error, status, code = str(refusal), response.status, refusal.error_code
+    if status in (429, 503):
+        return Outcome("retry", error, response.retry_after(1.0), status=status, error_code=code)
+    if status in RETRY_STATUSES:
+        return Outcome("retry", error, status=status, error_code=code)
+    return Outcome("reject", error, status=status, error_code=code)

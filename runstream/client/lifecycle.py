@@ -23,14 +23,27 @@ import sys
 import threading
 import time
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from runstream.client import sender as sender_module
-
-if TYPE_CHECKING:
-    from runstream.client.run import Run
+from runstream.client import senders
+from runstream.client.config import ClientConfig
 
 logger = logging.getLogger(__name__)
+
+
+class Run(Protocol):
+    """What the hooks need of a run (``runstream.client.run.Run``), without importing it:
+    ``run`` tracks itself here, so importing it back would make a cycle."""
+
+    _config: ClientConfig
+
+    @property
+    def run_id(self) -> str: ...
+
+    def finish(self, status: str = "FINISHED", timeout: float | None = None) -> bool: ...
+
+    def _after_fork_child(self) -> None: ...
+
 
 _runs: dict[str, Run] = {}
 _lock = threading.Lock()
@@ -89,7 +102,7 @@ def _install() -> None:
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     previous = _previous.get(signum)
     _state["signal"] = signum
-    for sender in sender_module.live_senders():
+    for sender in senders.live_senders():
         sender.wake()  # start draining while the stack unwinds
     if callable(previous):
         previous(signum, frame)
@@ -128,7 +141,7 @@ def finish_all(timeout: float | None = None) -> None:
 def _after_fork_child() -> None:
     global _lock
     _lock = threading.Lock()
-    sender_module.reset_after_fork()
+    senders.reset_after_fork()
     for run in list(_runs.values()):
         run._after_fork_child()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,13 @@ from urllib.parse import quote
 
 from runstream.client.config import ClientConfig
 from runstream.client.transport import MSGPACK, Transport
-from runstream.schemas.metrics import unpack_float64, unpack_int64
+from runstream.schemas.metrics import (
+    column_arrays,
+    pack_float64,
+    pack_int64,
+    unpack_float64,
+    unpack_int64,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,33 +30,72 @@ SEARCH_PAGE = 1000
 
 @dataclass(frozen=True, slots=True)
 class History:
-    """Every point of one metric of one run, in logged order, as numpy arrays."""
+    """Every point of one metric of one run, in logged order: the SDK's one points type.
+
+    Holds the packed little-endian columns as the server sent them (bit-exact: NaN payloads,
+    ±inf, -0.0) and reads them on demand: ``steps``, ``timestamps`` and ``values`` as numpy
+    arrays (read-only views, no copy), ``arrays()`` as ``array.array`` without numpy,
+    ``points()`` as tuples.
+    """
 
     key: str
-    steps: npt.NDArray[np.int64]
-    timestamps: npt.NDArray[np.int64]
-    """Milliseconds since the epoch."""
-    values: npt.NDArray[np.float64]
+    packed_steps: bytes
+    """int64 steps, little-endian."""
+    packed_timestamps: bytes
+    """int64 milliseconds since the epoch, little-endian."""
+    packed_values: bytes
+    """float64 values, little-endian."""
+
+    @classmethod
+    def from_answer(cls, data: Any, key: str) -> History:
+        """The history in a server's answer ``{"key", "steps", "timestamps", "values"}``:
+        packed ``bin`` columns, or lists of numbers (values may be "NaN"/"Infinity"/...)."""
+        if not isinstance(data, dict):
+            raise ValueError("history answer is not a map")
+        steps, stamps, values = data["steps"], data["timestamps"], data["values"]
+        history = cls(
+            str(data.get("key", key)),
+            steps if isinstance(steps, bytes) else pack_int64(steps),
+            stamps if isinstance(stamps, bytes) else pack_int64(stamps),
+            values if isinstance(values, bytes) else pack_float64(float(v) for v in values),
+        )
+        n = len(history.packed_values)
+        if n % 8 or len(history.packed_steps) != n or len(history.packed_timestamps) != n:
+            raise ValueError("history answer has columns of different lengths")
+        return history
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.packed_values) // 8
+
+    @property
+    def steps(self) -> npt.NDArray[np.int64]:
+        return self._columns()[0]
+
+    @property
+    def timestamps(self) -> npt.NDArray[np.int64]:
+        """Milliseconds since the epoch."""
+        return self._columns()[1]
+
+    @property
+    def values(self) -> npt.NDArray[np.float64]:
+        return self._columns()[2]
+
+    def _columns(
+        self,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        return column_arrays(self.packed_steps, self.packed_timestamps, self.packed_values)
+
+    def arrays(self) -> tuple[array[int], array[int], array[float]]:
+        """``array('q')`` steps and timestamps, ``array('d')`` values (no numpy needed)."""
+        return (
+            unpack_int64(self.packed_steps),
+            unpack_int64(self.packed_timestamps),
+            unpack_float64(self.packed_values),
+        )
 
     def points(self) -> list[tuple[int, int, float]]:
         """``(step, timestamp, value)`` per point as Python numbers."""
-        return list(
-            zip(self.steps.tolist(), self.timestamps.tolist(), self.values.tolist(), strict=True)
-        )
-
-
-def _column(data: Any, kind: str) -> Any:
-    import numpy as np
-
-    dtype = np.dtype("<i8") if kind == "q" else np.dtype("<f8")
-    if isinstance(data, bytes):
-        return np.frombuffer(data, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
-    if kind == "q":
-        return np.asarray(data, dtype=np.int64)
-    return np.asarray([float(v) for v in data], dtype=np.float64)
+        return list(zip(*self.arrays(), strict=True))
 
 
 class Client:
@@ -117,36 +163,14 @@ class Client:
         )
         if response.status >= 400:
             raise response.error()
-        data = response.decode()
-        return History(
-            str(data.get("key", key)),
-            _column(data["steps"], "q"),
-            _column(data["timestamps"], "q"),
-            _column(data["values"], "d"),
-        )
+        return History.from_answer(response.decode(), key)
 
     def history_columns(
         self, run_id: str, key: str, *, wait_for: str | None = None
     ) -> tuple[Sequence[int], Sequence[int], Sequence[float]]:
-        """Like ``history`` without numpy: ``array('q')`` steps and timestamps, ``array('d')``
-        values."""
-        response = self._transport.request(
-            "GET",
-            f"{API}/runs/{quote(run_id, safe='')}/history",
-            None,
-            {"Accept": MSGPACK},
-            self._query(wait_for, key=key),
-        )
-        if response.status >= 400:
-            raise response.error()
-        data = response.decode()
-        if not all(isinstance(data[c], bytes) for c in ("steps", "timestamps", "values")):
-            raise ValueError("server answered without packed columns")
-        return (
-            unpack_int64(data["steps"]),
-            unpack_int64(data["timestamps"]),
-            unpack_float64(data["values"]),
-        )
+        """``history(run_id, key).arrays()``: ``array('q')`` steps and timestamps,
+        ``array('d')`` values, without numpy (kept for the code that calls it)."""
+        return self.history(run_id, key, wait_for=wait_for).arrays()
 
     def search_runs(
         self,

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from runstream.client import lifecycle
+from runstream.client import lifecycle, notices
 from runstream.client.buffer import RunBuffer, check_key
 from runstream.client.config import ClientConfig
 from runstream.client.delivery import resolve_experiment
-from runstream.client.sender import RunLink, Sender, sender_for
+from runstream.client.outbox import RunLink
+from runstream.client.sender import Sender
+from runstream.client.senders import sender_for
 from runstream.client.transport import HTTPError, Transport, TransportError
 from runstream.schemas import constants as c
 from runstream.schemas.codec import event_to_obj
@@ -34,8 +36,9 @@ from runstream.schemas.validation import (
 logger = logging.getLogger(__name__)
 
 END_STATUSES = ("FINISHED", "FAILED", "KILLED")
-START_TIMEOUT = 5.0
-"""Seconds ``start_run`` waits for the experiment lookup before deferring it to the sender."""
+START_TIMEOUT = 1.5
+"""Seconds ``start_run`` waits for the experiment lookup before deferring it to the sender:
+short enough that a script whose server is down hears so within two seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,7 @@ class Run:
         experiment_id: str | None = None,
         experiment_name: str | None = None,
         name: str = "",
+        started_in: str | None = None,
     ) -> None:
         self._run_id = run_id
         self._name = name
@@ -85,7 +89,9 @@ class Run:
         self._finished = False
         self._params: dict[str, str] = {}
         self._buffer = RunBuffer(config.max_buffer_points, config.batch_points, self._on_full)
-        self._link = RunLink(run_id, self._buffer, experiment_id, experiment_name)
+        self._link = RunLink(
+            run_id, self._buffer, experiment_id, experiment_name, started_in=started_in
+        )
         self._sender: Sender | None = None
 
     # -- identity ---------------------------------------------------------------------------
@@ -342,6 +348,10 @@ def start_run(
         run = Run(run_id, config, experiment_id=experiment_id, name=name or "")
         _extra_events(run, params, tags)
         lifecycle.track(run)
+        # Nothing to create, so no event starts the sender: start it now, so that points
+        # go out every flush interval (and an unreachable server is reported) from the start.
+        if run._sender is None:
+            run._attach_sender()
         return run
     run_name = _default_name() if name is None else name
     if len(run_name) > c.MAX_RUN_NAME_LENGTH:
@@ -366,6 +376,7 @@ def start_run(
         config,
         experiment_id=experiment_id,
         experiment_name=None if experiment_id else exp_name,
+        started_in=exp_name,
         name=run_name,
     )
     created = RunCreated(
@@ -400,13 +411,8 @@ def _lookup_experiment(config: ClientConfig, name: str) -> str | None:
     try:
         return resolve_experiment(transport, name)
     except TransportError as exc:
-        logger.warning(
-            "runstream: %s is not reachable (%s); the run starts offline and is created"
-            " when the server answers",
-            config.url,
-            exc,
-            extra={"action": "start_offline"},
-        )
+        # The run starts offline; its creation goes with its first batch that gets through.
+        notices.no_server(config.url, config.spool_dir, str(exc), stacklevel=3)
         return None
     except HTTPError as exc:
         if 400 <= exc.status < 500 and exc.status not in (408, 429):

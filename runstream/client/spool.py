@@ -60,6 +60,7 @@ class SpooledBatch:
     experiment_name: str | None
     created: int
     error: str | None = None
+    started_in: str | None = None
 
 
 def batch_record(batch: Batch, url: str, error: str | None = None) -> dict[str, Any]:
@@ -69,6 +70,7 @@ def batch_record(batch: Batch, url: str, error: str | None = None) -> dict[str, 
         "run_id": batch.run_id,
         "idempotency_key": batch.idempotency_key,
         "experiment_name": batch.experiment_name,
+        "started_in": batch.started_in,
         "points": batch.points,
         "created": time.time_ns() // 1_000_000,
         "events": batch.events,
@@ -104,6 +106,7 @@ def read_file(path: Path) -> SpooledBatch:
         experiment_name=record.get("experiment_name"),
         created=int(record.get("created", 0)),
         error=record.get("error"),
+        started_in=record.get("started_in"),
     )
 
 
@@ -250,6 +253,12 @@ def sync_spool(
     processes are skipped (``busy_dirs``): their own sender is still working on them.
     Resending is safe: every batch carries the ``Idempotency-Key`` it was first sent with.
     This is what ``runstream sync`` runs.
+
+    A run's creation goes first, wherever it was spooled: a batch of a run the server does
+    not know yet waits (with the rest of its directory) while other directories are sent,
+    one of which may create it; what still waits after a round that sent nothing is left
+    pending, with an error that says why. A run created in an experiment (by name) whose id
+    the server does not have (a new server) is created in the experiment of that name there.
     """
     folder = spool_dir if spool_dir is not None else default_spool_dir()
     result = SyncResult()
@@ -262,25 +271,40 @@ def sync_spool(
     claimed = list(claim_orphans(folder))
     result.busy_dirs = len(all_dirs) - len(claimed)
     try:
-        for claim in claimed:
-            files = claim.files()
-            for index, path in enumerate(files):
-                outcome = _sync_file(
-                    path, url, folder, transports, down, config, attempts, max_backoff
-                )
-                if outcome is None:
-                    result.batches_pending += len(files) - index
-                    break
-                kind, points, error = outcome
-                if kind == "ok":
-                    result.token = merge_tokens(result.token, error)
-                    result.batches_sent += 1
-                    result.points_sent += points
-                else:
-                    result.batches_rejected += 1
-                    result.errors.append(error)
-            claim.release()
+        waiting = claimed
+        while waiting:
+            sent_before = result.batches_sent
+            unknown_runs: list[tuple[ClaimedDir, int, str]] = []
+            for claim in waiting:
+                files = claim.files()
+                for index, path in enumerate(files):
+                    outcome = _sync_file(
+                        path, url, folder, transports, down, config, attempts, max_backoff
+                    )
+                    if outcome is None:
+                        result.batches_pending += len(files) - index
+                        break
+                    kind, points, text = outcome
+                    if kind == "unknown_run":
+                        unknown_runs.append((claim, len(files) - index, text))
+                        break
+                    if kind == "ok":
+                        result.token = merge_tokens(result.token, text)
+                        result.batches_sent += 1
+                        result.points_sent += points
+                    else:
+                        result.batches_rejected += 1
+                        result.errors.append(text)
+            if result.batches_sent == sent_before:
+                for _, left, text in unknown_runs:
+                    result.batches_pending += left
+                    result.errors.append(text)
+                    logger.warning("runstream: %s", text, extra={"action": "spool_unknown_run"})
+                break
+            waiting = [claim for claim, _, _ in unknown_runs]
     finally:
+        for claim in claimed:
+            claim.release()
         for transport in transports.values():
             transport.close()
     return result
@@ -296,7 +320,11 @@ def _sync_file(
     attempts: int,
     max_backoff: float,
 ) -> tuple[str, int, str] | None:
-    """``(kind, points, token or error)``, or None when the batch is left in the spool."""
+    """``(kind, points, token or error)``, or None when the batch is left in the spool.
+
+    ``kind`` is ``ok``, ``reject``, or ``unknown_run``: the server does not know the run of
+    a batch that does not create it (left in place; its creation may come later).
+    """
     try:
         spooled = read_file(path)
     except FileNotFoundError:
@@ -315,17 +343,42 @@ def _sync_file(
         transport = transports[target] = Transport(
             target, config.request_timeout, dict(config.headers)
         )
+    experiment_name = spooled.experiment_name
     for attempt in range(attempts):
         outcome = post_events(
             transport,
             spooled.events,
             spooled.idempotency_key,
             config.compress_min_bytes,
-            spooled.experiment_name,
+            experiment_name,
         )
         if outcome.kind == "ok":
             path.unlink(missing_ok=True)
             return ("ok", spooled.points, outcome.token)
+        if outcome.kind == "reject" and outcome.error_code == "RESOURCE_DOES_NOT_EXIST":
+            creates = _created_experiment(spooled.events)
+            if creates is None:
+                return (
+                    "unknown_run",
+                    0,
+                    f"{target} has no run {spooled.run_id} and no spooled batch created it: "
+                    f"it was created on another server, or by a process still running or "
+                    f"whose spool is elsewhere; {path} is left in the spool",
+                )
+            if creates and spooled.started_in is not None and experiment_name is None:
+                # A new server: the run's experiment id is another server's. Create the
+                # run in the experiment it was started in by name, as start_run would have.
+                logger.warning(
+                    "runstream: %s has no experiment %s; creating run %s in experiment %r",
+                    target,
+                    creates,
+                    spooled.run_id,
+                    spooled.started_in,
+                    extra={"action": "spool_new_experiment"},
+                )
+                _clear_experiment(spooled.events)
+                experiment_name = spooled.started_in
+                continue
         if outcome.kind == "reject":
             batch = Batch(
                 spooled.run_id,
@@ -353,3 +406,18 @@ def _sync_file(
         "runstream: could not send %s, left in the spool", path, extra={"action": "spool_retry"}
     )
     return None
+
+
+def _created_experiment(events: list[dict[str, Any]]) -> str | None:
+    """The experiment id of the batch's ``run_created`` ("" when unresolved), or None when
+    the batch creates no run."""
+    for event in events:
+        if event.get("type") == "run_created":
+            return str(event.get("experiment_id") or "")
+    return None
+
+
+def _clear_experiment(events: list[dict[str, Any]]) -> None:
+    for event in events:
+        if event.get("type") == "run_created":
+            event["experiment_id"] = ""

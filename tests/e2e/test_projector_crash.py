@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from runstream.schemas import codec
 from runstream.schemas import constants as c
+from runstream.schemas.entries import encode_entry
 from runstream.schemas.metrics import MetricSeries, MetricsLogged
 from runstream.schemas.sharding import shard_of_run
 from runstream.settings import Settings
@@ -70,7 +70,7 @@ async def load(
                 cols = (steps.astype("<i8"), stamps.astype("<i8"), values.astype("<f8"))
                 expected.setdefault((run_id, f"key{k}"), []).append(cols)
                 series.append(MetricSeries(f"key{k}", *(col.tobytes() for col in cols)))
-            payload = codec.encode_entry(1, [MetricsLogged(run_id, tuple(series))])
+            payload = encode_entry(1, [MetricsLogged(run_id, tuple(series))])
             pipe.xadd(c.stream_key(settings.stream_prefix, shard_of_run(run_id, settings.shards)),
                       {"e": payload})  # fmt: skip
             entries += 1

@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from runstream.projector import project_until_idle
-from runstream.schemas import codec
 from runstream.schemas import constants as c
+from runstream.schemas import entries
 from runstream.schemas.metrics import MetricSeries, MetricsLogged
 from runstream.schemas.sharding import shard_of_run
 from runstream.settings import Settings
@@ -45,7 +45,7 @@ async def test_projector_throughput(settings: Settings, points_per_entry: int) -
                         MetricSeries(f"metric_{k}", steps, steps, rng.random(m).tobytes())
                         for k in range(KEYS)
                     )
-                    payload = codec.encode_entry(1, [MetricsLogged(run_id, series)])
+                    payload = entries.encode_entry(1, [MetricsLogged(run_id, series)])
                     shard = shard_of_run(run_id, settings.shards)
                     pipe.xadd(c.stream_key(settings.stream_prefix, shard), {"e": payload})
                     if len(pipe) >= 500:

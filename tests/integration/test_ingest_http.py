@@ -1,7 +1,7 @@
 """The native ingest endpoints on a real Redis and PostgreSQL.
 
 The projector is not running here: the stream itself is the output, read back with XRANGE and
-``codec.decode_entry``; read-table rows the write side needs are inserted directly.
+``entries.decode_entry``; read-table rows the write side needs are inserted directly.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from runstream.schemas import codec
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
 from runstream.schemas import runs as rn
-from runstream.schemas.codec import Entry, Event
+from runstream.schemas.codec import Event
+from runstream.schemas.entries import Entry, decode_entry
 from runstream.schemas.metrics import MetricSeries, MetricsLogged
 from runstream.schemas.sharding import WriteToken, parse_entry_id, shard_of_run
 from runstream.settings import Settings
@@ -61,7 +62,7 @@ async def entries(redis: aioredis.Redis, settings: Settings) -> dict[int, list[E
     for shard in range(settings.shards):
         rows = await redis.xrange(c.stream_key(settings.stream_prefix, shard))
         if rows:
-            out[shard] = [codec.decode_entry(fields[b"e"]) for _, fields in rows]  # type: ignore[index]
+            out[shard] = [decode_entry(fields[b"e"]) for _, fields in rows]  # type: ignore[index]
     return out
 
 

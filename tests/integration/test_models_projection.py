@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from runstream.ingest.ingestor import Ingestor
 from runstream.projector import project_until_idle, replay
 from runstream.projector.store import StreamEntry, apply_entries
-from runstream.schemas import codec
+from runstream.schemas import codec, entries
 from runstream.schemas import inputs as inp
 from runstream.schemas import models as mo
 from runstream.schemas import runs as ru
@@ -182,8 +182,8 @@ async def test_redelivered_entry_changes_nothing(settings: Settings, pool: async
         dataset(RUN_A, "train", "d1", 6, tags=(("x", "y"),)),
         inp.ModelOutputLogged(RUN_A, MODEL_1, 0, 7),
     ]
-    payload = codec.encode_entry(5, events)
-    entry = StreamEntry(1, (5, 0), payload, codec.decode_entry(payload))
+    payload = entries.encode_entry(5, events)
+    entry = StreamEntry(1, (5, 0), payload, entries.decode_entry(payload))
     async with pool.acquire() as conn:
         first = await apply_entries(conn, [entry], settings.chunk_points)
         before = await snapshot(pool)

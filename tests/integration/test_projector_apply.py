@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from runstream.projector import project_until_idle, replay
 from runstream.projector.store import StreamEntry, apply_entries
 from runstream.projector.streams import ShardStream
-from runstream.schemas import codec
+from runstream.schemas import codec, entries
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
 from runstream.schemas import metrics as me
@@ -39,7 +39,7 @@ async def xadd(
 async def add_events(
     redis: aioredis.Redis, settings: Settings, shard: int, events: Sequence[codec.Event], at: int
 ) -> tuple[int, int]:
-    return await xadd(redis, settings, shard, codec.encode_entry(at, events))
+    return await xadd(redis, settings, shard, entries.encode_entry(at, events))
 
 
 async def table(conn: asyncpg.Connection, sql: str) -> list[tuple[Any, ...]]:
@@ -365,10 +365,10 @@ async def test_rows_applied_before_their_run_get_its_experiment(
 async def test_same_entry_applied_once(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
-    payload = codec.encode_entry(
+    payload = entries.encode_entry(
         5, [me.MetricsLogged(RUN_A, (series("x", [(1, 1, 1.0), (2, 2, 2.0)]),))]
     )
-    entry = StreamEntry(1, (5, 0), payload, codec.decode_entry(payload))
+    entry = StreamEntry(1, (5, 0), payload, entries.decode_entry(payload))
     async with pool.acquire() as conn:
         first = await apply_entries(conn, [entry], settings.chunk_points)
         second = await apply_entries(conn, [entry, entry], settings.chunk_points)
@@ -394,7 +394,7 @@ async def test_redelivered_entry_after_crash_before_ack_is_applied_once(
     ((got_id, fields),) = await dead.read_new(10, None)
     assert got_id == entry_id
     async with pool.acquire() as conn:
-        decoded = codec.decode_entry(fields[b"e"])
+        decoded = entries.decode_entry(fields[b"e"])
         await apply_entries(conn, [StreamEntry(2, got_id, fields[b"e"], decoded)], 1024)
 
     # Another consumer claims it once idle (XAUTOCLAIM), finds it recorded, and acknowledges.
@@ -437,7 +437,7 @@ async def test_poison_entries_go_to_dead_letters_and_the_shard_moves_on(
     bad_letter = by_id[f"{bad[0]}-{bad[1]}"]
     assert bad_letter[b"deliveries"] == b"3"
     assert b"ValueError" in bad_letter[b"error"]
-    assert codec.decode_entry(bad_letter[b"e"]).events[0] == ex.ExperimentCreated(
+    assert entries.decode_entry(bad_letter[b"e"]).events[0] == ex.ExperimentCreated(
         "x", "x", "loc", 2
     )
     pending = await redis.xpending(c.stream_key(settings.stream_prefix, 0), c.CONSUMER_GROUP)

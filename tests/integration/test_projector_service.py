@@ -10,8 +10,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from runstream.projector import run_projector, setup
-from runstream.schemas import codec
 from runstream.schemas import constants as c
+from runstream.schemas import entries
 from runstream.schemas import metrics as me
 from runstream.schemas.sharding import format_entry_id, parse_entry_id
 from runstream.settings import Settings
@@ -25,7 +25,7 @@ async def add_points(
     series = me.MetricSeries.from_lists(
         "m", list(range(step, step + n)), [0] * n, [float(i) for i in range(n)]
     )
-    payload = codec.encode_entry(1, [me.MetricsLogged(RUN, (series,))])
+    payload = entries.encode_entry(1, [me.MetricsLogged(RUN, (series,))])
     entry_id = await redis.xadd(c.stream_key(settings.stream_prefix, shard), {"e": payload})
     return format_entry_id(parse_entry_id(entry_id))
 

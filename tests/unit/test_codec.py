@@ -6,7 +6,7 @@ import struct
 import msgpack
 import pytest
 
-from runstream.schemas import codec, experiments, metrics, runs
+from runstream.schemas import codec, entries, experiments, metrics, runs
 from runstream.schemas.errors import EventDecodeError
 
 RUN = "0123456789abcdef0123456789abcdef"
@@ -51,7 +51,7 @@ def every_event() -> list[codec.Event]:
 
 @pytest.mark.parametrize("event", every_event(), ids=lambda e: type(e).__name__)
 def test_every_event_round_trips_bit_exactly(event: codec.Event) -> None:
-    entry = codec.decode_entry(codec.encode_entry(123, [event]))
+    entry = entries.decode_entry(entries.encode_entry(123, [event]))
     assert entry.at == 123
     assert entry.events == (event,)
 
@@ -59,7 +59,7 @@ def test_every_event_round_trips_bit_exactly(event: codec.Event) -> None:
 def test_nan_payload_and_negative_zero_survive() -> None:
     event = every_event()[-1]
     assert isinstance(event, metrics.MetricsLogged)
-    back = codec.decode_entry(codec.encode_entry(0, [event])).events[0]
+    back = entries.decode_entry(entries.encode_entry(0, [event])).events[0]
     assert isinstance(back, metrics.MetricsLogged)
     assert back.series[0].values == event.series[0].values
     assert back.series[0].values[8:16] == b"\x01\x00\x00\x00\x00\x00\xf8\x7f"
@@ -123,6 +123,6 @@ def test_malformed_events_are_refused_with_their_path(obj: object, message: str)
 
 def test_malformed_entries_are_refused() -> None:
     with pytest.raises(EventDecodeError, match="not valid msgpack"):
-        codec.decode_entry(b"\xc1")
+        entries.decode_entry(b"\xc1")
     with pytest.raises(EventDecodeError, match="unknown entry format version"):
-        codec.decode_entry(msgpack.packb({"v": 99, "at": 1, "ev": []}))
+        entries.decode_entry(msgpack.packb({"v": 99, "at": 1, "ev": []}))

@@ -6,11 +6,15 @@
 | ingest | schemas, runstream.settings/resources/web |
 | projector | schemas, runstream.settings/resources |
 | api | schemas, ingest, runstream.settings/resources/web |
+
+and no module of the package imports itself back through others (no import cycle).
 """
 
 from __future__ import annotations
 
 import ast
+import os
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -96,3 +100,103 @@ def test_the_table_matches_the_architecture_page() -> None:
     assert "| `schemas/` | `runstream.schemas` |" in text
     assert "nothing else of runstream" in text
     assert "`schemas`, `ingest`, `runstream.settings/resources/web`" in text
+
+
+# -- no import cycles in the package ------------------------------------------------------------
+
+
+def package_modules() -> dict[str, Path]:
+    """Every module of the ``runstream`` package (the rooms through their links) by name."""
+    modules: dict[str, Path] = {}
+    for folder, _, files in os.walk(ROOT / "runstream", followlinks=True):
+        for file in files:
+            if file.endswith(".py"):
+                path = Path(folder) / file
+                parts = list(path.relative_to(ROOT).with_suffix("").parts)
+                if parts[-1] == "__init__":
+                    parts.pop()
+                modules[".".join(parts)] = path
+    return modules
+
+
+def imported_modules(path: Path, package: str, modules: Collection[str]) -> set[str]:
+    """The package modules ``path`` imports anywhere in its source: at the top, in a
+    function, or under ``TYPE_CHECKING`` (an import moved out of sight still closes a cycle
+    for a reader, a type checker and the next refactor). ``from a import b`` imports module
+    ``a.b`` when there is one, else ``a``; a name is cut back to the module that defines it."""
+    parts = package.split(".")
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            for alias in node.names:
+                submodule = f"{module}.{alias.name}"
+                names.add(submodule if submodule in modules else module)
+    found = set()
+    for name in names:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        if name:
+            found.add(name)
+    return found
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the package modules it imports (itself left out)."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        graph[name] = imported_modules(path, package, modules) - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    modules = package_modules()
+    assert {"runstream.client.run", "runstream.schemas.codec", "runstream.api.app"} <= set(modules)
+    assert cycles(import_graph(modules)) == []
+
+
+def test_the_cycle_finder_sees_function_and_type_checking_imports(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("def f():\n    from runstream import b\n")
+    (tmp_path / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from runstream.c import x\n"
+    )
+    (tmp_path / "c.py").write_text("from runstream.a import f\n")
+    (tmp_path / "d.py").write_text("import runstream.a\n")
+    modules = {f"runstream.{m}": tmp_path / f"{m}.py" for m in "abcd"}
+    assert cycles(import_graph(modules)) == [["runstream.a", "runstream.b", "runstream.c"]]

@@ -11,7 +11,7 @@ import pytest
 from runstream.ingest import model_rules, rules
 from runstream.ingest.commands import Absent, script_args
 from runstream.ingest.logged_models import model_artifact_location, new_model_id, referenced_models
-from runstream.schemas import codec
+from runstream.schemas import codec, entries
 from runstream.schemas import constants as c
 from runstream.schemas import inputs as inp
 from runstream.schemas import models as mo
@@ -59,7 +59,7 @@ EVENTS: list[codec.Event] = [
 def test_every_event_round_trips_through_the_codec(event: codec.Event) -> None:
     assert codec.EVENT_TYPES[event.TYPE] is type(event)
     assert codec.decode_event(msgpack.unpackb(codec.encode_event(event))) == event
-    entry = codec.decode_entry(codec.encode_entry(42, [event]))
+    entry = entries.decode_entry(entries.encode_entry(42, [event]))
     assert entry.events == (event,)
 
 

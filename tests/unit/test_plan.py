@@ -14,7 +14,7 @@ from runstream.projector.plan import (
 from runstream.schemas import experiments as ex
 from runstream.schemas import metrics as me
 from runstream.schemas import runs as ru
-from runstream.schemas.codec import Entry
+from runstream.schemas.entries import Entry
 
 RUN = "0123456789abcdef0123456789abcdef"
 RUN2 = "fedcba9876543210fedcba9876543210"
