@@ -98,6 +98,8 @@ MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20000
 """Characters in an experiment tag value (MLflow's limit)."""
 MAX_EXPERIMENT_NAME_LENGTH = 500
 MAX_RUN_NAME_LENGTH = 250
+MAX_USER_ID_LENGTH = 256
+"""Characters in a run's user id (MLflow's ``runs.user_id`` is ``VARCHAR(256)``)."""
 MAX_ARTIFACT_LOCATION_LENGTH = 2000
 
 MAX_EVENTS_PER_REQUEST = 10_000

@@ -127,7 +127,9 @@ def _as_int(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        # orjson reads an integer past int64 as a float: -2**63 - 1 arrives as -2.0**63.
+        # A float at or past 2**63 in magnitude is refused, not clamped into range.
+        return int(value) if -(2.0**63) < value < 2.0**63 else None
     if isinstance(value, str):
         try:
             return int(value.strip())
