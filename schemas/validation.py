@@ -261,3 +261,46 @@ def _check_tuple(type_name: str, name: str, value: tuple[Any, ...], path: str) -
 def check_storable_all(events: Any, path: str = "events") -> None:
     for i, event in enumerate(events):
         check_storable(event, f"{path}[{i}]")
+
+
+# -- bounded search work ------------------------------------------------------------------------
+
+_AND = re.compile(r"\band\b", re.IGNORECASE)
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
+FILTER_FIELDS = ("filter", "filter_string")
+ORDER_FIELDS = ("order_by",)
+
+
+def filter_clauses(text: str) -> int:
+    """Comparisons in a search filter: its ANDs outside quotes, plus one."""
+    return len(_AND.findall(_QUOTED.sub("''", text))) + 1
+
+
+def check_search_size(fields: Any, max_chars: int, max_clauses: int) -> None:
+    """Refuse a search whose filter or order-by would cost PostgreSQL unbounded planning time
+    (issue 14: 1,000 ANDed clauses kept the planner busy for minutes)."""
+    if not isinstance(fields, dict):
+        return
+    for name in FILTER_FIELDS:
+        text = fields.get(name)
+        if isinstance(text, str) and text:
+            if len(text) > max_chars:
+                raise InvalidParameterValue(
+                    f"Search filter of {len(text)} characters exceeds the limit of {max_chars}"
+                )
+            check_text(text, name)
+            clauses = filter_clauses(text)
+            if clauses > max_clauses:
+                raise InvalidParameterValue(
+                    f"Search filter has {clauses} clauses, more than the limit of {max_clauses}"
+                )
+    for name in ORDER_FIELDS:
+        value = fields.get(name)
+        items = value if isinstance(value, list) else [value]
+        if len(items) > max_clauses:
+            raise InvalidParameterValue(
+                f"'{name}' has {len(items)} items, more than the limit of {max_clauses}"
+            )
+        for item in items:
+            if isinstance(item, str) and len(item) > max_chars:
+                raise InvalidParameterValue(f"'{name}' exceeds the limit of {max_chars} characters")

@@ -74,7 +74,7 @@ def fields_from_body(body: Any) -> dict[str, Any]:
     if isinstance(body, str):
         try:
             body = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise MalformedRequest(f"Request body is not valid JSON: {exc}") from exc
     if body is None:
         return {}
@@ -661,6 +661,10 @@ def parse_log_batch(fields: Fields) -> LogBatch:
         require_present(t, "key", f"tags[{i}].key")
     if _RUN_ID.match(run_id) is None:
         raise InvalidParameterValue(invalid_value("run_id", run_id))
+    # Counted before each item is checked: a million metrics are refused in microseconds.
+    check_batch_limit("metrics", MAX_METRICS_PER_BATCH, len(raw_metrics))
+    check_batch_limit("params", MAX_PARAMS_TAGS_PER_BATCH, len(raw_params))
+    check_batch_limit("tags", MAX_PARAMS_TAGS_PER_BATCH, len(raw_tags))
     metrics = tuple(
         check_metric(
             m.get("key"), m.get("value"), m.get("timestamp"), m.get("step"), f"metrics[{i}]"
