@@ -130,6 +130,16 @@ def logged_model_key(prefix: str, shard: int, model_id: str) -> str:
     return f"{prefix}:model:{{{shard}}}:{model_id}"
 
 
+def live_cursor_key(prefix: str, token: str) -> str:
+    """Hash series id -> points sent, of one live stream (``api/native/live.py``): its event
+    ids name this key instead of listing every series, so their size does not grow."""
+    return f"{prefix}:live:{token}"
+
+
+LIVE_CURSOR_TTL_SECONDS = 3600
+"""A live stream can be resumed with its Last-Event-ID this long after its last event."""
+
+
 def changes_channel(prefix: str) -> str:
     """Pub/sub channel on which projectors announce, after each committed batch, what it
     changed, for live streams (api/native/live.py). One msgpack map per batch:
