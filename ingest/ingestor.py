@@ -87,7 +87,7 @@ class Ingestor:
     ) -> WriteToken:
         """Append ``events``; ``experiment_created`` events get their id assigned here."""
         rules.check_events(events)
-        async with _store_errors():
+        async with _store_errors(self.settings.store_timeout):
             prepared = [
                 await self._assign_id(e) if isinstance(e, ex.ExperimentCreated) else e
                 for e in events
@@ -118,7 +118,7 @@ class Ingestor:
         tags: Sequence[tuple[str, str]] = (),
     ) -> tuple[str, WriteToken]:
         validate_experiment_name(name)
-        async with _store_errors():
+        async with _store_errors(self.settings.store_timeout):
             experiment_id = await self.model.next_experiment_id()
             event = ex.ExperimentCreated(
                 experiment_id=experiment_id,
@@ -133,7 +133,7 @@ class Ingestor:
     async def get_or_create_experiment(self, name: str) -> tuple[str, bool]:
         """The id of the experiment called ``name`` (deleted ones too), creating it if none."""
         validate_experiment_name(name)
-        async with _store_errors():
+        async with _store_errors(self.settings.store_timeout):
             found = await self.model.experiment_id_of(name)
         if found is not None:
             return found, False
@@ -141,7 +141,7 @@ class Ingestor:
             return await self.create_experiment(name), True
         except ResourceAlreadyExists:
             # Another client created it between our look-up and our append.
-            async with _store_errors():
+            async with _store_errors(self.settings.store_timeout):
                 found = await self.model.experiment_id_of(name)
             if found is None:
                 raise
@@ -264,10 +264,18 @@ def _raise_first(results: Sequence[object]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _store_errors() -> AsyncIterator[None]:
-    """Store outages become 503 with Retry-After; the SDK backs off and retries."""
+async def _store_errors(timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109
+    """Store outages become 503 with Retry-After; the SDK backs off and retries. A store that
+    accepts the connection but does not answer (a frozen Redis) counts as an outage after
+    ``timeout`` seconds, rather than holding the request for ever."""
     try:
-        yield
+        async with asyncio.timeout(timeout if timeout > 0 else None):
+            yield
+    except TimeoutError as exc:
+        logger.warning(
+            "a store did not answer within %gs", timeout, extra={"action": "store_timeout"}
+        )
+        raise TemporarilyUnavailable(f"A store did not answer within {timeout:g}s") from exc
     except (RedisConnectionError, RedisTimeoutError) as exc:
         logger.warning("redis unavailable: %s", exc, extra={"action": "redis_unavailable"})
         raise TemporarilyUnavailable(f"Redis is unavailable: {exc}") from exc

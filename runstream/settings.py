@@ -76,6 +76,9 @@ class Settings:
     db_pool_max: int = 10
     projector_pool_max: int = 4
     """Connections of the projector's own pool: API readers can never take them."""
+    store_timeout: float = 10.0
+    """Seconds a write waits for Redis or PostgreSQL to answer before it is refused with 503
+    (a store that accepts connections but does not answer, e.g. a frozen Redis)."""
     statement_timeout: float = 30.0
     """Seconds a query of the API may run in PostgreSQL before it is cancelled (503)."""
 
