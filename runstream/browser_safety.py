@@ -76,8 +76,12 @@ class BrowserPolicy:
     def host_allowed(self, host: str | None) -> bool:
         if not host:
             return False
+        host = host.lower()
         return any(
-            fnmatch.fnmatchcase(host.lower(), p.lower()) if "*" in p else host.lower() == p.lower()
+            # "[" starts a character class for fnmatch; in a Host it is an IPv6 bracket.
+            fnmatch.fnmatchcase(host, p.lower().replace("[", "[[]"))
+            if "*" in p
+            else host == p.lower()
             for p in self.allowed_hosts
         )
 
