@@ -61,7 +61,11 @@ def error_response(error: RunstreamError) -> web.Response:
     headers = {}
     if isinstance(error, Overloaded | TemporarilyUnavailable):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    return json_response(error.to_json(), status=error.http_status, headers=headers)
+    body = error.to_json()
+    # A message may quote what the client sent, lone surrogates included, which JSON output
+    # (orjson) refuses: they are shown escaped rather than turning a 400 into a 500.
+    body = {k: v.encode("utf-8", "backslashreplace").decode() for k, v in body.items()}
+    return json_response(body, status=error.http_status, headers=headers)
 
 
 @web.middleware

@@ -74,7 +74,7 @@ class World:
         self.http = requests.Session()
         self.run_tags: dict[tuple[str, str], str | None] = {}
         self.params: dict[tuple[str, str], str] = {}
-        self.experiment_tags: dict[tuple[str, str], str] = {}
+        self.experiment_tags: dict[tuple[str, str], str | None] = {}
         self.acknowledged = 0
         self.refused = 0
         exp = self.post(f"{MLFLOW}/experiments/create", {"name": f"fuzz-{uuid.uuid4().hex}"})
@@ -110,6 +110,11 @@ def write_calls() -> st.SearchStrategy[tuple[str, str, Any]]:
             st.just("json"),
             st.just(f"{MLFLOW}/experiments/set-experiment-tag"),
             st.fixed_dictionaries({"experiment_id": exp, "key": key, "value": text}),
+        ),
+        st.tuples(
+            st.just("json"),
+            st.just(f"{MLFLOW}/experiments/delete-experiment-tag"),
+            st.fixed_dictionaries({"experiment_id": exp, "key": key}),
         ),
         st.tuples(
             st.just("json"),
@@ -286,10 +291,12 @@ def substitute(value: Any, world: World) -> Any:
 
 def encode(kind: str, body: Any) -> tuple[bytes, str]:
     if kind == "msgpack":
-        return (
-            msgpack.packb(body, use_bin_type=True, unicode_errors="surrogatepass"),
-            "application/msgpack",
-        )
+        try:
+            packed = msgpack.packb(body, use_bin_type=True, unicode_errors="surrogatepass")
+        except OverflowError:
+            pass  # msgpack has no integers past 64 bits: the same body goes as JSON
+        else:
+            return packed, "application/msgpack"
     # ensure_ascii escapes lone surrogates as \\udXXX: valid JSON text that decodes to them.
     return json.dumps(body, ensure_ascii=True).encode(), "application/json"
 
@@ -311,9 +318,9 @@ def remember(world: World, path: str, body: dict[str, Any]) -> None:
     """What an acknowledged write must make readable (MLflow's own keys left aside)."""
     tags: list[tuple[str, str | None]] = []
     params: list[tuple[str, str]] = []
-    if path.endswith("/set-experiment-tag"):
+    if path.endswith(("/set-experiment-tag", "/delete-experiment-tag")):
         if body["experiment_id"] == world.experiment_id:
-            world.experiment_tags[(body["experiment_id"], body["key"])] = body["value"]
+            world.experiment_tags[(body["experiment_id"], body["key"])] = body.get("value")
         return
     if path.endswith("/events"):
         for event in body["events"]:

@@ -108,3 +108,13 @@ def test_dead_entry_releases_what_ingest_reserved() -> None:
     assert ("hdel_if", c.run_params_key("p", 0, RUN), "lr", "0.1") in ops
     assert ("del_if", c.experiment_name_key("p", "exp"), "", "7") in ops
     assert ("del", c.run_state_key("p", 0, RUN), "", "") in ops
+
+
+def test_error_messages_quoting_lone_surrogates_still_render() -> None:
+    # Found by the write fuzz: a 400 whose message quoted a key with a lone surrogate made
+    # aiohttp answer its own 500 (orjson refuses to write lone surrogates).
+    from runstream.web import error_response
+
+    resp = error_response(InvalidParameterValue("Invalid key '\ud800'"))
+    assert resp.status == 400
+    assert resp.body is not None and b"\\\\ud800" in bytes(resp.body)  # type: ignore[arg-type]
