@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 MLFLOW = "/api/2.0/mlflow"
 NATIVE = "/api/runstream/v1"
-EXAMPLES = 250
+EXAMPLES = 400
 
 NASTY = [
     "\x00",
@@ -81,6 +81,8 @@ class World:
         self.experiment_id = exp["experiment_id"]
         run = self.post(f"{MLFLOW}/runs/create", {"experiment_id": self.experiment_id})
         self.run_id = run["run"]["info"]["run_id"]
+        model = self.post(f"{MLFLOW}/logged-models", {"experiment_id": self.experiment_id})
+        self.model_id = model["model"]["info"]["model_id"]
 
     def post(self, path: str, body: Any) -> Any:
         resp = self.http.post(self.url + path, json=body, timeout=30)
@@ -95,7 +97,49 @@ def write_calls() -> st.SearchStrategy[tuple[str, str, Any]]:
     metric = st.fixed_dictionaries(
         {"key": key, "value": number, "timestamp": integer, "step": integer}
     )
+    model = st.sampled_from(["MODEL", "MODEL", "m-" + "0" * 32, "x"])
+    plain_key = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+
+    def route(path: str, body: st.SearchStrategy[Any]) -> st.SearchStrategy[tuple[str, str, Any]]:
+        return st.tuples(st.just("json"), st.just(path), body)
+
+    lifecycle_and_models = st.one_of(
+        route(f"{MLFLOW}/runs/delete", st.fixed_dictionaries({"run_id": run})),
+        route(f"{MLFLOW}/runs/restore", st.fixed_dictionaries({"run_id": run})),
+        route(f"{MLFLOW}/experiments/delete", st.fixed_dictionaries({"experiment_id": exp})),
+        route(f"{MLFLOW}/experiments/restore", st.fixed_dictionaries({"experiment_id": exp})),
+        route(
+            f"{MLFLOW}/runs/outputs",
+            st.fixed_dictionaries(
+                {
+                    "run_id": run,
+                    "models": st.lists(
+                        st.fixed_dictionaries({"model_id": model, "step": integer}), max_size=2
+                    ),
+                }
+            ),
+        ),
+        route(
+            f"{MLFLOW}/runs/log-model",
+            st.fixed_dictionaries({"run_id": run, "model_json": text}),
+        ),
+        route(
+            f"PATCH {MLFLOW}/logged-models/MODEL",
+            st.fixed_dictionaries(
+                {"model_id": model, "status": st.sampled_from(["READY", "FAILED", "BAD", 1])}
+            ),
+        ),
+        route(f"PATCH {MLFLOW}/logged-models/MODEL/tags", st.fixed_dictionaries({"tags": pairs})),
+        route(
+            f"POST {MLFLOW}/logged-models/MODEL/params", st.fixed_dictionaries({"params": pairs})
+        ),
+        plain_key.flatmap(
+            lambda k: route(f"DELETE {MLFLOW}/logged-models/MODEL/tags/{k}", st.just({}))
+        ),
+        route(f"DELETE {MLFLOW}/logged-models/MODEL", st.just({})),
+    )
     return st.one_of(
+        lifecycle_and_models,
         st.tuples(
             st.just("json"),
             st.just(f"{MLFLOW}/experiments/create"),
@@ -282,6 +326,8 @@ def substitute(value: Any, world: World) -> Any:
         return world.run_id
     if value == "EXP":
         return world.experiment_id
+    if value == "MODEL":
+        return world.model_id
     if isinstance(value, dict):
         return {k: substitute(v, world) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -366,11 +412,17 @@ def test_every_write_is_refused_whole_or_applied(server_process: Any) -> None:
         @given(call=write_calls())
         def one(call: tuple[str, str, Any]) -> None:
             kind, path, raw = call
+            method, _, path = path.rpartition(" ")
+            path = path.replace("MODEL", world.model_id)
             body = substitute(raw, world)
             data, content_type = encode(kind, body)
             before = stream_marks(r, s.stream_prefix, s.shards)
-            resp = world.http.post(
-                world.url + path, data=data, headers={"Content-Type": content_type}, timeout=60
+            resp = world.http.request(
+                method or "POST",
+                world.url + path,
+                data=data,
+                headers={"Content-Type": content_type},
+                timeout=60,
             )
             assert resp.status_code < 500, (path, body, resp.status_code, resp.text)
             if resp.status_code >= 400:
