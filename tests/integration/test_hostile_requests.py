@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
+import msgpack
 import pytest
 from aiohttp.test_utils import TestServer
 
+from runstream.resources import PG_POOL
 from runstream.server import build_app
 from runstream.settings import Settings
 
@@ -325,3 +328,42 @@ async def test_cors_and_security_headers(server: str, http: aiohttp.ClientSessio
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "SAMEORIGIN"
+
+
+async def test_readers_holding_every_api_connection_do_not_stall_the_projector(
+    settings: Settings, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    app = build_app(settings.replace(db_pool_min=1, db_pool_max=2))
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        url = str(test_server.make_url("")).rstrip("/")
+        status, body, _ = await call(http, "POST", f"{url}{MLFLOW}/runs/create", json={})
+        assert status == 200, body
+        run_id = body["run"]["info"]["run_id"]
+        pool = app[PG_POOL]
+        held = [await pool.acquire() for _ in range(2)]  # every connection of the API pool
+        try:
+            series = {"key": "m", "steps": [1, 2, 3], "timestamps": [1, 1, 1], "values": [1.0] * 3}
+            events = {"events": [{"type": "metrics_logged", "run_id": run_id, "series": [series]}]}
+            status, body, _ = await call(
+                http,
+                "POST",
+                f"{url}{NATIVE}/events?wait=1",
+                data=msgpack.packb(events),
+                headers={"Content-Type": "application/msgpack"},
+            )
+            assert status == 200, body  # applied by the projector, on its own pool
+        finally:
+            for conn in held:
+                await pool.release(conn)
+        conn = await asyncpg.connect(database_url)
+        try:
+            count = await conn.fetchval(
+                "SELECT point_count FROM metric_series WHERE run_id = $1 AND key = 'm'", run_id
+            )
+        finally:
+            await conn.close()
+        assert count == 3
+    finally:
+        await test_server.close()
