@@ -2,7 +2,8 @@
 --
 -- KEYS[1] stream, KEYS[2] idempotency key (or the stream again), KEYS[3] the shard's tail
 -- (newest appended id, which reads catch up to), KEYS[4..] model keys.
--- ARGV[1] msgpack header {ttl, idem, idem_ttl, dexp, dset, nprefix, ops}; ARGV[2..] entries.
+-- ARGV[1] msgpack header {ttl, idem, idem_ttl, dexp, dset, nprefix, dry, ops}; ARGV[2..]
+-- entries (none when dry = 1: check only, write nothing).
 -- Ops (see commands.py) name their keys by index into KEYS. Every read goes through an
 -- overlay of this call's own writes, and nothing is written unless every op passes, so a
 -- refused request leaves the model and the stream as they were.
@@ -219,6 +220,8 @@ for _, op in ipairs(hdr.ops) do
   if err and not missing then return err end
 end
 if missing then return {'missing', missing_runs, missing_exps, missing_names} end
+-- A check-only call (a request spanning shards checks every shard before any appends).
+if hdr.dry == 1 then return {'ok'} end
 
 for _, w in ipairs(writes) do redis.call(unpack(w)) end
 for k in pairs(touched) do redis.call('EXPIRE', k, ttl) end

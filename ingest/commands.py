@@ -104,8 +104,11 @@ def script_args(
     absent: Absent,
     deleted_experiments: Sequence[str],
     idempotency_key: str | None,
+    *,
+    dry: bool = False,
 ) -> tuple[list[str], bytes]:
-    """KEYS and the msgpack header (ARGV[1]) of one shard's append script."""
+    """KEYS and the msgpack header (ARGV[1]) of one shard's append script; ``dry`` asks it to
+    check and answer without writing anything."""
     stream = c.stream_key(prefix, shard)
     # Without an idempotency key, KEYS[2] repeats the stream key (the script ignores it).
     idem = c.idempotency_key(prefix, shard, idempotency_key) if idempotency_key else stream
@@ -181,6 +184,7 @@ def script_args(
         "dexp": list(deleted_experiments),
         "dset": c.deleted_experiments_key(prefix),
         "nprefix": c.experiment_name_key(prefix, ""),
+        "dry": int(dry),
         "ops": ops,
     }
     return keys.keys, msgpack.packb(header, use_bin_type=False)

@@ -26,6 +26,17 @@ MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vn
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 
+JSON_TYPE = "application/json"
+
+
+def check_write_content_type(content_type: str) -> None:
+    """JSON or msgpack only: a browser sends other types (``text/plain``) cross-origin without
+    asking first, so accepting them would let any web page write here (CSRF)."""
+    if content_type != JSON_TYPE and content_type not in MSGPACK_TYPES:
+        allowed = ", ".join((JSON_TYPE, *MSGPACK_TYPES))
+        raise InvalidParameterValue(f"Bad Request. Content-Type must be one of [{allowed}].")
+
+
 def decode_events_body(body: bytes, content_type: str) -> list[Event]:
     """The events of a request body; ``MalformedRequest`` naming the bad field otherwise."""
     if content_type in MSGPACK_TYPES:
@@ -44,8 +55,9 @@ def _lenient_json(body: bytes) -> Any:
 
     try:
         return json.loads(body)
-    except ValueError as exc:
-        raise MalformedRequest(f"Request body is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # orjson refuses nesting past 1,024; json recurses until Python's limit.
+        raise MalformedRequest(f"Request body is not valid JSON: {exc!s:.200}") from exc
 
 
 def events_of(obj: Any) -> list[Event]:
@@ -77,6 +89,7 @@ def wants_wait(request: web.Request) -> bool:
 
 async def post_events(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
+    check_write_content_type(request.content_type)
     body = await read_body(request, settings.max_body_bytes)
     events = decode_events_body(body, request.content_type)
     token = await request.app[INGESTOR].append(events, idempotency_key=idempotency_key_of(request))
@@ -88,7 +101,8 @@ async def post_events(request: web.Request) -> web.Response:
 
 async def get_or_create_experiment(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    obj = await read_json_body(request, settings.max_body_bytes)
+    check_write_content_type(request.content_type)
+    obj = await read_json_body(request, settings.max_json_bytes)
     if not isinstance(obj, dict):
         raise MalformedRequest("Request body must be a JSON object with 'name'")
     name: Any = obj.get("name")  # type checked by the Ingestor, with MLflow's message

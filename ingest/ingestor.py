@@ -5,9 +5,13 @@ its events to ``Ingestor.append``. Stateless checks run first (``rules``); then,
 Lua script (``append.lua``) checks the write-side model, records the change and XADDs the
 entry, atomically, so two clients racing on the same param get exactly one acceptance.
 
-A request that spans several shards is atomic per shard, not across shards: stateless
-checks refuse bad input before any shard is touched, but a write-side refusal on one shard
-(say, a changed param) does not undo what another shard accepted.
+A request that spans several shards is applied whole or refused whole: stateless checks
+refuse bad input before any shard is touched, and then every shard's script runs once in
+check-only mode (``dry``) before any of them appends, so an unknown run or a changed param on
+one shard refuses the request with nothing written anywhere. Between the check and the
+append, another client's write could still change a verdict (say, delete one of the runs in
+those few milliseconds); that race is narrow and is the price of not locking across Redis
+slots (docs/design-decisions.md, "Requests that span shards").
 """
 
 from __future__ import annotations
@@ -83,7 +87,7 @@ class Ingestor:
     ) -> WriteToken:
         """Append ``events``; ``experiment_created`` events get their id assigned here."""
         rules.check_events(events)
-        async with _store_errors():
+        async with _store_errors(self.settings.store_timeout):
             prepared = [
                 await self._assign_id(e) if isinstance(e, ex.ExperimentCreated) else e
                 for e in events
@@ -114,7 +118,7 @@ class Ingestor:
         tags: Sequence[tuple[str, str]] = (),
     ) -> tuple[str, WriteToken]:
         validate_experiment_name(name)
-        async with _store_errors():
+        async with _store_errors(self.settings.store_timeout):
             experiment_id = await self.model.next_experiment_id()
             event = ex.ExperimentCreated(
                 experiment_id=experiment_id,
@@ -129,7 +133,7 @@ class Ingestor:
     async def get_or_create_experiment(self, name: str) -> tuple[str, bool]:
         """The id of the experiment called ``name`` (deleted ones too), creating it if none."""
         validate_experiment_name(name)
-        async with _store_errors():
+        async with _store_errors(self.settings.store_timeout):
             found = await self.model.experiment_id_of(name)
         if found is not None:
             return found, False
@@ -137,7 +141,7 @@ class Ingestor:
             return await self.create_experiment(name), True
         except ResourceAlreadyExists:
             # Another client created it between our look-up and our append.
-            async with _store_errors():
+            async with _store_errors(self.settings.store_timeout):
                 found = await self.model.experiment_id_of(name)
             if found is None:
                 raise
@@ -160,6 +164,16 @@ class Ingestor:
         shards = sorted(by_shard)
         await self.backlog.check(shards)
         deleted = await self.model.deleted_experiments()
+        if len(shards) > 1:
+            # All shards say yes before any appends: whole or nothing (module docstring).
+            checks = await asyncio.gather(
+                *(
+                    self._append_shard(s, by_shard[s], (), deleted, idempotency_key, dry=True)
+                    for s in shards
+                ),
+                return_exceptions=True,
+            )
+            _raise_first(checks)
         at = now_ms()
         results = await asyncio.gather(
             *(
@@ -172,13 +186,7 @@ class Ingestor:
         )
         if any(isinstance(e, _LIFECYCLE_EVENTS) for e in events):
             self.model.forget_deleted_experiments()
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            # A store failure outranks a refusal: the client must retry, not give up.
-            for error in errors:
-                if not isinstance(error, RunstreamError):
-                    raise error
-            raise errors[0]
+        _raise_first(results)
         positions = []
         for shard, result in zip(shards, results, strict=True):
             assert isinstance(result, Appended)
@@ -194,10 +202,14 @@ class Ingestor:
         entries: Sequence[bytes],
         deleted: Sequence[str],
         idempotency_key: str | None,
+        *,
+        dry: bool = False,
     ) -> Appended:
         absent = Absent()
         for _ in range(MAX_LOAD_ROUNDS):
-            keys, header = script_args(self.prefix, shard, events, absent, deleted, idempotency_key)
+            keys, header = script_args(
+                self.prefix, shard, events, absent, deleted, idempotency_key, dry=dry
+            )
             reply = await self._script(keys=keys, args=[header, *entries])
             outcome = read_reply(reply)
             if isinstance(outcome, Appended):
@@ -241,11 +253,29 @@ class Ingestor:
         ]
 
 
+def _raise_first(results: Sequence[object]) -> None:
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        # A store failure outranks a refusal: the client must retry, not give up.
+        for error in errors:
+            if not isinstance(error, RunstreamError):
+                raise error
+        raise errors[0]
+
+
 @contextlib.asynccontextmanager
-async def _store_errors() -> AsyncIterator[None]:
-    """Store outages become 503 with Retry-After; the SDK backs off and retries."""
+async def _store_errors(timeout: float) -> AsyncIterator[None]:  # noqa: ASYNC109
+    """Store outages become 503 with Retry-After; the SDK backs off and retries. A store that
+    accepts the connection but does not answer (a frozen Redis) counts as an outage after
+    ``timeout`` seconds, rather than holding the request for ever."""
     try:
-        yield
+        async with asyncio.timeout(timeout if timeout > 0 else None):
+            yield
+    except TimeoutError as exc:
+        logger.warning(
+            "a store did not answer within %gs", timeout, extra={"action": "store_timeout"}
+        )
+        raise TemporarilyUnavailable(f"A store did not answer within {timeout:g}s") from exc
     except (RedisConnectionError, RedisTimeoutError) as exc:
         logger.warning("redis unavailable: %s", exc, extra={"action": "redis_unavailable"})
         raise TemporarilyUnavailable(f"Redis is unavailable: {exc}") from exc

@@ -43,6 +43,9 @@ def check_events(events: Sequence[Event]) -> int:
             check_experiment_event(event, path)
         else:
             check_run_event(event, path)
+        # What PostgreSQL would refuse (NUL, lone surrogates, int64, lengths): the same check
+        # the projector makes before applying an entry (schemas.validation).
+        v.check_storable(event, path)
     if points > c.MAX_POINTS_PER_REQUEST:
         raise RequestTooLarge(
             f"A request can contain at most {c.MAX_POINTS_PER_REQUEST} metric points. Got "
@@ -109,6 +112,7 @@ def check_run_event(event: Event, path: str) -> None:
     if isinstance(event, rn.RunCreated):
         v.validate_experiment_id(event.experiment_id, f"{path}.experiment_id")
         v.validate_string(event.run_name, f"{path}.run_name", c.MAX_RUN_NAME_LENGTH)
+        v.validate_string(event.user_id, f"{path}.user_id", c.MAX_USER_ID_LENGTH)
         v.validate_string(
             event.artifact_uri, f"{path}.artifact_uri", c.MAX_ARTIFACT_LOCATION_LENGTH
         )
@@ -120,6 +124,8 @@ def check_run_event(event: Event, path: str) -> None:
             check_status(event.status, f"{path}.status")
         if event.run_name is not None:
             v.validate_string(event.run_name, f"{path}.run_name", c.MAX_RUN_NAME_LENGTH)
+        if event.end_time is not None:
+            v.validate_int64(event.end_time, f"{path}.end_time")
     elif isinstance(event, rn.RunTagsSet):
         check_pairs(event.tags, f"{path}.tags", c.MAX_TAG_VALUE_LENGTH)
     elif isinstance(event, rn.RunTagDeleted):

@@ -50,6 +50,10 @@ def reached(marks: dict[int, Position], token: WriteToken) -> bool:
     return True
 
 
+MIN_ANSWER_SECONDS = 1.0
+"""Time Redis gets to answer the tail read, whatever the wait for the projector."""
+
+
 class WatermarkWaiter:
     def __init__(
         self,
@@ -116,7 +120,11 @@ class WatermarkWaiter:
             changed = self._changed
             now = loop.time()
             if now >= next_poll:
-                await self.refresh(shards)
+                try:
+                    async with asyncio.timeout(max(deadline - now, 0.1)):
+                        await self.refresh(shards)
+                except TimeoutError:
+                    pass  # the deadline check below answers 503
                 next_poll = loop.time() + self.poll_interval
             if reached(self._marks, token):
                 return
@@ -140,7 +148,15 @@ class WatermarkWaiter:
         pipe = self.redis.pipeline(transaction=False)
         for shard in shards:
             pipe.get(c.tail_key(self.prefix, shard))
-        tails = await pipe.execute()
+        try:
+            # A frozen Redis must not hold the read for ever (issue 14): 503 instead.
+            async with asyncio.timeout(max(timeout, MIN_ANSWER_SECONDS)):
+                tails = await pipe.execute()
+        except TimeoutError:
+            raise TemporarilyUnavailable(
+                f"Redis did not answer within {max(timeout, MIN_ANSWER_SECONDS):g}s",
+                retry_after=1.0,
+            ) from None
         positions = tuple(
             (shard, parse_entry_id(tail))
             for shard, tail in zip(shards, tails, strict=True)

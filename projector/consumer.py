@@ -23,11 +23,13 @@ from dataclasses import dataclass
 import asyncpg
 
 from runstream.projector import changes
+from runstream.projector.dead_letters import release_reservations
 from runstream.projector.store import StreamEntry, apply_entries
 from runstream.projector.streams import DeadLetter, EntryId, RawEntry, ShardStream, next_id
 from runstream.schemas.entries import decode_entry
-from runstream.schemas.errors import EventDecodeError
+from runstream.schemas.errors import EventDecodeError, InvalidParameterValue
 from runstream.schemas.sharding import format_entry_id
+from runstream.schemas.validation import check_storable_all
 from runstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -147,9 +149,14 @@ class ShardConsumer:
                 undecodable[entry_id] = (b"", f"entry has no 'e' field (fields {sorted(fields)})")
                 continue
             try:
-                entries.append(StreamEntry(self.shard, entry_id, payload, decode_entry(payload)))
-            except EventDecodeError as exc:
+                entry = decode_entry(payload)
+                # The door's own check (schemas.validation): an entry that fails it would
+                # fail in PostgreSQL; it goes to the dead letters now, not after retries.
+                check_storable_all(entry.events, "ev")
+            except (EventDecodeError, InvalidParameterValue) as exc:
                 undecodable[entry_id] = (payload, str(exc))
+                continue
+            entries.append(StreamEntry(self.shard, entry_id, payload, entry))
 
         failed: dict[EntryId, str] = {}
         if entries:
@@ -171,6 +178,8 @@ class ShardConsumer:
             if self._applied_high is None or top > self._applied_high:
                 self._applied_high = top
         await self.stream.finish(acked, dead, self._watermark(handled), self._trim_below())
+        for d in dead:
+            await self._release(d)
         if entries:  # live streams (api/native/live_hub.py): what this batch changed
             await changes.publish(self.stream, [e for e in entries if e.entry_id not in failed])
         self.stats.batches += 1
@@ -230,6 +239,25 @@ class ShardConsumer:
                 extra={"action": "projector_dead_letter"},
             )
         return dead
+
+    async def _release(self, dead: DeadLetter) -> None:
+        """Undo the write-side records of a dead entry (projector/dead_letters.py).
+
+        Best effort after the dead letter is stored: if Redis fails here, the records expire
+        with the write model's TTL, and ``runstream dead-letters`` shows the entry.
+        """
+        try:
+            await release_reservations(
+                self.stream.redis, self.stream.prefix, self.shard, dead.payload
+            )
+        except Exception as exc:
+            logger.error(
+                "shard %d entry %s: could not release its write-side records: %s",
+                self.shard,
+                format_entry_id(dead.entry_id),
+                exc,
+                extra={"action": "dead_letter_release_failed"},
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set or the lease is lost; back off while a store is down."""

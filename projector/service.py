@@ -24,12 +24,13 @@ from runstream.projector.consumer import ConsumerStats, ShardConsumer
 from runstream.projector.leases import Leases
 from runstream.projector.migrations import migrate
 from runstream.projector.streams import ShardStream
-from runstream.resources import PG_POOL, REDIS, create_pg_pool, create_redis, use_stores
+from runstream.resources import REDIS, create_pg_pool, create_redis, use_stores
 from runstream.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 _TASK = web.AppKey("projector_task", asyncio.Task[None])
+PROJECTOR_POOL = web.AppKey("projector_pool", asyncpg.Pool)
 
 
 def consumer_name(settings: Settings) -> str:
@@ -123,7 +124,7 @@ async def run_projector(
 ) -> ConsumerStats:
     """Run a projector with its own store connections until ``stop`` is set."""
     stop = stop or asyncio.Event()
-    pool = await create_pg_pool(settings)
+    pool = await create_pg_pool(settings, projector=True)
     redis = create_redis(settings)
     try:
         if run_migrations:
@@ -151,7 +152,7 @@ async def project_until_idle(
     """
     own_pool = pool is None
     own_redis = redis is None
-    pool = pool or await create_pg_pool(settings)
+    pool = pool or await create_pg_pool(settings, projector=True)
     redis = redis or create_redis(settings)
     name = consumer or consumer_name(settings)
     consumers = [
@@ -173,14 +174,19 @@ def setup(app: web.Application, settings: Settings) -> None:
     use_stores(app, settings)
 
     async def projector_ctx(app: web.Application) -> AsyncIterator[None]:
+        # Its own pool: the request handlers' pool can be exhausted by readers without
+        # slowing the projection (and compaction) down.
+        pool = await create_pg_pool(settings, projector=True)
+        app[PROJECTOR_POOL] = pool
         stop = asyncio.Event()
-        projector = Projector(settings, app[PG_POOL], app[REDIS])
+        projector = Projector(settings, pool, app[REDIS])
         app[_TASK] = asyncio.create_task(projector.run(stop), name="projector")
         try:
             yield
         finally:
             stop.set()
             await app[_TASK]
+            await pool.close()
 
     app.cleanup_ctx.append(projector_ctx)
     use_compaction(app, settings)  # merges small chunks in the background (compaction.py)

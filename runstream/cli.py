@@ -201,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(handler=_cmd_replay)
 
+    dead = command(
+        "dead-letters",
+        "Show and repair stream entries the projector could not apply: list them, show one, "
+        "append one to its stream again (retry) or forget it (drop).",
+    )
+    dead.add_argument("action", choices=("list", "show", "retry", "drop"))
+    dead.add_argument("--shard", type=int, default=None, help="shard of the dead letter")
+    dead.add_argument("--id", dest="dead_id", default=None, help="id of the dead letter")
+    dead.set_defaults(handler=_cmd_dead_letters)
+
     sync = command("sync", "Upload runs the SDK spooled to disk while offline.", settings=False)
     sync.add_argument("--url", default=None, help="server URL (default: the SDK's own default)")
     sync.add_argument("--spool-dir", type=Path, default=None, help="spool folder")
@@ -371,6 +381,32 @@ def _cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         result = asyncio.run(replay(settings, batch=args.batch or REPLAY_BATCH))
     print(result)
     return 0
+
+
+def _cmd_dead_letters(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from runstream.projector.dead_letters import operate
+    from runstream.resources import create_redis
+
+    settings = settings_from(args, environ)
+    if settings.redis_url is None:
+        raise ConfigurationError(f"{env_name('redis_url')} is not set: dead letters live in Redis")
+
+    async def run() -> int:
+        redis = create_redis(settings)
+        try:
+            return await operate(
+                redis,
+                settings.stream_prefix,
+                settings.shards,
+                args.action,
+                args.shard,
+                args.dead_id,
+                sys.stdout,
+            )
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
 
 
 def _cmd_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -27,16 +27,23 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 _STORES_ADDED = web.AppKey("stores_added", bool)
 
 
-async def create_pg_pool(settings: Settings) -> asyncpg.Pool:
+async def create_pg_pool(settings: Settings, *, projector: bool = False) -> asyncpg.Pool:
+    """The pool of the request handlers (``statement_timeout`` bounds every query), or with
+    ``projector`` the projector's own: its transactions are not cut short, and readers can
+    never take its connections (issue 14: one pool let slow searches starve ingestion)."""
     if not settings.database_url:
         raise RuntimeError("settings.database_url is not set (start the embedded stores first)")
+    server_settings = {}
+    if not projector and settings.statement_timeout > 0:
+        server_settings["statement_timeout"] = str(int(settings.statement_timeout * 1000))
     pool = await asyncpg.create_pool(
         settings.database_url,
-        min_size=settings.db_pool_min,
-        max_size=settings.db_pool_max,
+        min_size=1 if projector else settings.db_pool_min,
+        max_size=settings.projector_pool_max if projector else settings.db_pool_max,
         # Read tables change under us constantly; cached plans of generic queries are fine,
         # but statement caching per connection is kept small to bound memory.
         statement_cache_size=256,
+        server_settings=server_settings,
     )
     assert pool is not None
     return pool

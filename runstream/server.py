@@ -26,12 +26,14 @@ from aiohttp import web
 
 from runstream import __version__
 from runstream.api.health import health
+from runstream.browser_safety import use_browser_safety
+from runstream.connections import GuardedAppRunner
 from runstream.embedded import EmbeddedStores
 from runstream.preflight import DataDirLock, check_port_free
 from runstream.projector.migrations import migrate_dsn
 from runstream.resources import use_stores
 from runstream.settings import Settings
-from runstream.web import answer_head_on_get, error_middleware
+from runstream.web import BODY_TIMEOUT, answer_head_on_get, error_middleware
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Applica
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; known: {PARTS}")
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app[BODY_TIMEOUT] = settings.body_timeout
+    use_browser_safety(app, settings)  # Host allow-list, CORS, no cross-origin writes
     for part in PARTS:
         if part in parts:
             room_setup(part)(app, settings)
@@ -156,8 +160,9 @@ async def _serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
 
-    runner = web.AppRunner(
+    runner = GuardedAppRunner(
         app,
+        header_timeout=settings.header_timeout,
         handle_signals=False,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         access_log=logging.getLogger("aiohttp.access"),

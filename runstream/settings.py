@@ -45,6 +45,11 @@ class Settings:
     """Number of stream shards. Fixed for the life of a deployment."""
 
     max_body_bytes: int = c.DEFAULT_MAX_BODY_BYTES
+    """Bytes in one native ingest body (msgpack columns); 413 from Content-Length or once
+    passed while reading, before anything is parsed."""
+    max_json_bytes: int = 24 * 1024 * 1024
+    """Bytes in one JSON body of the MLflow routes (fits MLflow's largest message, a dataset
+    with a 16 MB profile); parsing JSON holds the event loop, so it is bounded tighter."""
     backlog_limit: int = 200_000
     """Unprojected entries per shard past which ingest answers 429 with Retry-After."""
     read_your_writes_timeout: float = 10.0
@@ -69,6 +74,33 @@ class Settings:
 
     db_pool_min: int = 1
     db_pool_max: int = 10
+    projector_pool_max: int = 4
+    """Connections of the projector's own pool: API readers can never take them."""
+    store_timeout: float = 10.0
+    """Seconds a write waits for Redis or PostgreSQL to answer before it is refused with 503
+    (a store that accepts connections but does not answer, e.g. a frozen Redis)."""
+    statement_timeout: float = 30.0
+    """Seconds a query of the API may run in PostgreSQL before it is cancelled (503)."""
+
+    max_artifact_bytes: int = 5 * 1024**3
+    """Bytes in one proxied artifact upload (413 past it; S3's limit on one PUT is 5 GiB)."""
+    max_filter_chars: int = 4_000
+    """Characters in a search filter or order-by (400 past it)."""
+    max_filter_clauses: int = 50
+    """ANDed comparisons in one search filter (400 past it)."""
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request's line and headers before it is disconnected."""
+    body_timeout: float = 60.0
+    """Seconds a request body may stall (no byte received) before it is refused (408)."""
+
+    allowed_hosts: str | None = None
+    """Comma-separated Host header values to accept (``*`` for any; ``name:*`` any port); unset:
+    localhost, private addresses and the host of ``public_url`` (MLflow's default)."""
+    cors_allowed_origins: str | None = None
+    """Comma-separated origins that may call the API from a browser (``*`` for any); unset:
+    http(s)://localhost and 127.0.0.1 on any port (MLflow's default)."""
+    x_frame_options: str = "SAMEORIGIN"
+    """X-Frame-Options header of every response: SAMEORIGIN, DENY or NONE (not sent)."""
     run_projector: bool = True
     """Whether ``runstream server`` runs a projector in-process."""
 
@@ -108,6 +140,13 @@ class Settings:
                     raise ConfigurationError(
                         f"RUNSTREAM_{name.upper()}={value!r}: scheme must be one of {allowed}"
                     )
+        if self.x_frame_options.upper() not in ("SAMEORIGIN", "DENY", "NONE"):
+            raise ConfigurationError(
+                f"RUNSTREAM_X_FRAME_OPTIONS={self.x_frame_options!r}: SAMEORIGIN, DENY or NONE"
+            )
+        for name in ("max_artifact_bytes", "max_filter_chars", "max_filter_clauses"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"RUNSTREAM_{name.upper()}: must be at least 1")
         if not self.stream_prefix or any(ch in self.stream_prefix for ch in " {}"):
             raise ConfigurationError(
                 f"RUNSTREAM_STREAM_PREFIX={self.stream_prefix!r}: no spaces or braces"

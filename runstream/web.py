@@ -6,18 +6,21 @@ Errors are mapped here and only here: a ``RunstreamError`` becomes its ``http_st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from runstream import failures
 from runstream.schemas.errors import (
     EndpointNotFound,
     MalformedRequest,
     Overloaded,
+    RequestTimedOut,
     RequestTooLarge,
     RunstreamError,
     TemporarilyUnavailable,
@@ -26,6 +29,10 @@ from runstream.schemas.errors import (
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+"""Seconds a request body may stall (``Settings.body_timeout``), set by the app factory."""
+DEFAULT_BODY_TIMEOUT = 60.0
 
 JSON_CONTENT_TYPE = "application/json"
 NATIVE_PREFIX = "/api/runstream/"
@@ -54,7 +61,11 @@ def error_response(error: RunstreamError) -> web.Response:
     headers = {}
     if isinstance(error, Overloaded | TemporarilyUnavailable):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    return json_response(error.to_json(), status=error.http_status, headers=headers)
+    body = error.to_json()
+    # A message may quote what the client sent, lone surrogates included, which JSON output
+    # (orjson) refuses: they are shown escaped rather than turning a 400 into a 500.
+    body = {k: v.encode("utf-8", "backslashreplace").decode() for k, v in body.items()}
+    return json_response(body, status=error.http_status, headers=headers)
 
 
 @web.middleware
@@ -80,9 +91,38 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     except web.HTTPException:
         raise
-    except Exception:
+    except Exception as exc:
+        if client_went_away(request, exc):
+            # Nothing can be sent; one line, not a traceback (aiohttp drops the response).
+            logger.info(
+                "client went away during %s %s: %s",
+                request.method,
+                request.path,
+                exc,
+                extra={"action": "client_gone"},
+            )
+            return web.Response(status=499)
+        translated = failures.translate(exc)
+        if translated is not None:
+            if translated.http_status >= 500:
+                logger.warning(
+                    "%s %s: %s",
+                    request.method,
+                    request.path,
+                    translated.message,
+                    extra={"action": "store_unavailable"},
+                )
+            return error_response(translated)
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(RunstreamError("Internal error; see the server log"))
+
+
+def client_went_away(request: web.Request, exc: BaseException) -> bool:
+    """A reset or closed connection of the client itself (not of a store)."""
+    if not isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return False
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 async def read_json_body(request: web.Request, max_bytes: int) -> Any:
@@ -97,23 +137,43 @@ async def read_json_body(request: web.Request, max_bytes: int) -> Any:
 
         try:
             return json.loads(body)
-        except ValueError as exc:
-            raise MalformedRequest(f"Request body is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            # orjson refuses nesting past 1,024; json recurses until Python's limit.
+            raise MalformedRequest(f"Request body is not valid JSON: {exc!s:.200}") from exc
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """The whole body, refused with 413 past ``max_bytes`` before more is read."""
+    """The whole body, refused with 413 past ``max_bytes`` before more is read, and with 408
+    when the client stops sending for ``BODY_TIMEOUT`` seconds (a slow client holds no more
+    than a connection, and not for ever)."""
     length = request.content_length
     if length is not None and length > max_bytes:
         raise RequestTooLarge(f"Request body of {length} bytes exceeds the limit of {max_bytes}")
     chunks = []
     total = 0
-    async for chunk in request.content.iter_chunked(1 << 16):
+    async for chunk in stalling_after(request, request.content.iter_chunked(1 << 16)):
         total += len(chunk)
         if total > max_bytes:
             raise RequestTooLarge(f"Request body exceeds the limit of {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def stalling_after(request: web.Request, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``body``'s blocks; ``RequestTimedOut`` when none arrives for the app's body timeout."""
+    stall = request.app.get(BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT)
+    blocks = aiter(body)
+    while True:
+        try:
+            async with asyncio.timeout(stall):
+                block = await anext(blocks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimedOut(
+                f"No part of the request body arrived for {stall:g} s; the request is refused"
+            ) from None
+        yield block
 
 
 def answer_head_on_get(app: web.Application) -> None:

@@ -98,6 +98,8 @@ MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20000
 """Characters in an experiment tag value (MLflow's limit)."""
 MAX_EXPERIMENT_NAME_LENGTH = 500
 MAX_RUN_NAME_LENGTH = 250
+MAX_USER_ID_LENGTH = 256
+"""Characters in a run's user id (MLflow's ``runs.user_id`` is ``VARCHAR(256)``)."""
 MAX_ARTIFACT_LOCATION_LENGTH = 2000
 
 # MLflow's request limits: every entry point imports them from here (ingest may import nothing
@@ -176,6 +178,16 @@ def logged_model_key(prefix: str, shard: int, model_id: str) -> str:
     true; it expires when idle and is reloaded from PostgreSQL's ``logged_models``.
     """
     return f"{prefix}:model:{{{shard}}}:{model_id}"
+
+
+def live_cursor_key(prefix: str, token: str) -> str:
+    """Hash series id -> points sent, of one live stream (``api/native/live.py``): its event
+    ids name this key instead of listing every series, so their size does not grow."""
+    return f"{prefix}:live:{token}"
+
+
+LIVE_CURSOR_TTL_SECONDS = 3600
+"""A live stream can be resumed with its Last-Event-ID this long after its last event."""
 
 
 def changes_channel(prefix: str) -> str:

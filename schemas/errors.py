@@ -122,6 +122,16 @@ class RequestTooLarge(RunstreamError):
     error_class = None
 
 
+class RequestTimedOut(RunstreamError):
+    """A client that stopped sending its request body (HTTP's 408; MLflow's code for a
+    deadline passed)."""
+
+    error_code = "DEADLINE_EXCEEDED"
+    http_status = 408
+    sqlstate = None
+    error_class = None
+
+
 class Overloaded(RunstreamError):
     """The projector is behind on a shard; the client should retry after ``retry_after``."""
 

@@ -26,8 +26,8 @@ from runstream.api.artifacts.store import (
     UploadedPart,
     clean_path,
 )
-from runstream.schemas.errors import InvalidParameterValue
-from runstream.web import json_response, read_json_body
+from runstream.schemas.errors import InvalidParameterValue, RequestTooLarge
+from runstream.web import json_response, read_json_body, stalling_after
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +158,21 @@ async def send_artifact(
     return response
 
 
+async def capped(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """``body``, refused with 413 as soon as it passes ``limit`` bytes (the store then drops
+    what it wrote: an upload is whole or absent)."""
+    total = 0
+    async for block in body:
+        total += len(block)
+        if total > limit:
+            raise RequestTooLarge(f"Artifact upload exceeds the limit of {limit} bytes")
+        yield block
+
+
 @dataclass(frozen=True, slots=True)
 class ArtifactHandlers:
     max_json_bytes: int
+    max_upload_bytes: int = 5 * 1024**3
 
     @staticmethod
     def store(request: web.Request) -> ArtifactStore:
@@ -168,7 +180,12 @@ class ArtifactHandlers:
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         path = clean_path(request.match_info["path"])  # refused before the body is read
-        body: AsyncIterator[bytes] = request.content.iter_any()
+        length = request.content_length
+        if length is not None and length > self.max_upload_bytes:
+            raise RequestTooLarge(
+                f"Artifact upload of {length} bytes exceeds the limit of {self.max_upload_bytes}"
+            )
+        body = capped(stalling_after(request, request.content.iter_any()), self.max_upload_bytes)
         await self.store(request).put(path, body, request.content_length)
         return json_response({})
 

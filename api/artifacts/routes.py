@@ -48,7 +48,10 @@ def setup_artifact_routes(app: web.Application, settings: Settings) -> None:
             yield
 
     app.cleanup_ctx.append(store_ctx)
-    routes = artifact_routes(ArtifactHandlers(max_json_bytes=settings.max_body_bytes))
+    handlers = ArtifactHandlers(
+        max_json_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_artifact_bytes
+    )
+    routes = artifact_routes(handlers)
     for prefix in PREFIXES:
         for route in routes:
             app.router.add_route(route.method, prefix + route.path, route.handler)

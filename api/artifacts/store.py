@@ -31,6 +31,7 @@ from runstream.schemas.errors import (
     InvalidParameterValue,
     ResourceDoesNotExist,
 )
+from runstream.schemas.validation import text_problem
 from runstream.settings import Settings
 
 CHUNK_BYTES = 1 << 20
@@ -43,6 +44,12 @@ PARTIAL_PREFIX = ".runstream-partial-"
 """Name prefix of local uploads in progress; hidden from listings."""
 MULTIPART_UNSUPPORTED = "Multipart upload is not supported for the current artifact repository"
 """MLflow's exact message: its client falls back to a plain PUT when it sees this prefix."""
+
+
+MAX_NAME_BYTES = 255
+"""Bytes in one name of an artifact path (the usual file-system limit, NAME_MAX)."""
+MAX_PATH_BYTES = 1024
+"""Bytes in an artifact path below its root (S3's limit on a whole object key)."""
 
 
 def invalid_path() -> InvalidParameterValue:
@@ -77,6 +84,13 @@ def clean_path(raw: str) -> str:
     segments = [s for s in path.split("/") if s not in ("", ".")]
     if ".." in segments:
         raise invalid_path()
+    # Past the file system's or S3's limits the store would fail with a 500: refuse here.
+    if text_problem(path) is not None:
+        raise invalid_path()
+    if any(len(s.encode()) > MAX_NAME_BYTES for s in segments):
+        raise InvalidParameterValue(f"Invalid path: a name in it exceeds {MAX_NAME_BYTES} bytes")
+    if len(path.encode()) > MAX_PATH_BYTES:
+        raise InvalidParameterValue(f"Invalid path: it exceeds {MAX_PATH_BYTES} bytes")
     return "/".join(segments)
 
 

@@ -22,12 +22,21 @@ from runstream.resources import SETTINGS
 from runstream.schemas.codec import Event
 from runstream.schemas.errors import InvalidParameterValue
 from runstream.schemas.sharding import WriteToken, shard_of_run
+from runstream.schemas.validation import check_search_size
 from runstream.web import read_json_body
 
 JSON_TYPE = "application/json"
 
 
 async def request_fields(request: web.Request, repeated: Collection[str] = ()) -> dict[str, Any]:
+    """The message's fields (checked for bounded search work, schemas.validation)."""
+    fields = await _request_fields(request, repeated)
+    settings = request.app[SETTINGS]
+    check_search_size(fields, settings.max_filter_chars, settings.max_filter_clauses)
+    return fields
+
+
+async def _request_fields(request: web.Request, repeated: Collection[str]) -> dict[str, Any]:
     """The message's fields: the query string of a GET (or its HEAD) that has one, else the
     JSON body."""
     if request.method in ("GET", "HEAD") and request.query:
@@ -40,7 +49,7 @@ async def request_fields(request: web.Request, repeated: Collection[str] = ()) -
             raise InvalidParameterValue(
                 f"Bad Request. Content-Type must be one of ['{JSON_TYPE}']."
             )
-    body = await read_json_body(request, request.app[SETTINGS].max_body_bytes)
+    body = await read_json_body(request, request.app[SETTINGS].max_json_bytes)
     return fields_from_body(body)
 
 

@@ -66,7 +66,7 @@ def fields_from_body(body: Any) -> dict[str, Any]:
     if isinstance(body, str):
         try:
             body = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise MalformedRequest(f"Request body is not valid JSON: {exc}") from exc
     if body is None:
         return {}
@@ -119,7 +119,9 @@ def _as_int(value: Any) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        # orjson reads an integer past int64 as a float: -2**63 - 1 arrives as -2.0**63.
+        # A float at or past 2**63 in magnitude is refused, not clamped into range.
+        return int(value) if -(2.0**63) < value < 2.0**63 else None
     if isinstance(value, str):
         try:
             return int(value.strip())
@@ -598,6 +600,10 @@ def parse_log_batch(fields: Fields) -> LogBatch:
     for i, t in enumerate(raw_tags):
         require_present(t, "key", f"tags[{i}].key")
     validate_run_id(run_id)
+    # Counted before each item is checked: a million metrics are refused in microseconds.
+    validate_batch_limit("metrics", c.MAX_METRICS_PER_BATCH, len(raw_metrics))
+    validate_batch_limit("params", c.MAX_PARAMS_TAGS_PER_BATCH, len(raw_params))
+    validate_batch_limit("tags", c.MAX_PARAMS_TAGS_PER_BATCH, len(raw_tags))
     metrics = tuple(
         check_metric(
             m.get("key"), m.get("value"), m.get("timestamp"), m.get("step"), f"metrics[{i}]"
@@ -610,9 +616,6 @@ def parse_log_batch(fields: Fields) -> LogBatch:
     tags = tuple(
         check_tag(t.get("key"), t.get("value"), f"tags[{i}]") for i, t in enumerate(raw_tags)
     )
-    validate_batch_limit("metrics", c.MAX_METRICS_PER_BATCH, len(metrics))
-    validate_batch_limit("params", c.MAX_PARAMS_TAGS_PER_BATCH, len(params))
-    validate_batch_limit("tags", c.MAX_PARAMS_TAGS_PER_BATCH, len(tags))
     validate_batch_limit(
         "metrics, params, and tags",
         c.MAX_ENTITIES_PER_BATCH,

@@ -11,10 +11,14 @@ streams, as the projector applies them:
 - ``event: dropped`` before the server closes a client that fell too far behind;
 - ``: ping`` comments every ``HEARTBEAT_SECONDS`` so that proxies keep idle streams open.
 
-Every event's ``id`` lists, per series, how many of its points the client has received
-(``<series_id>:<count>,...``). A client that reconnects with ``Last-Event-ID`` (browsers do
-it by themselves) receives exactly the points it missed: positions are offsets in the stored
-series, so nothing is skipped or repeated.
+Every event's ``id`` is ``<stream token>.<sequence>``; how many points of each series the
+client has received is kept in Redis under the token (``constants.live_cursor_key``, updated
+before each event is written, kept for ``LIVE_CURSOR_TTL_SECONDS``), so the id stays a few
+bytes however many series are watched (it used to list them all: 370 KB per event with
+50,000 keys). A client that reconnects with ``Last-Event-ID`` (browsers do it by themselves)
+receives exactly the points it missed: positions are offsets in the stored series, so nothing
+is skipped or repeated. An id of the older form ``<series_id>:<count>,...`` is still read; an
+expired token resumes from the series' current ends (points sent meanwhile are not repeated).
 
 Modules: this one is the handler (query, subscription, catch-up from ``Last-Event-ID``, the
 client's pump); ``live_hub`` the fan-out; ``live_points`` the reads; ``sse`` the framing and
@@ -30,8 +34,12 @@ never query on their own, except once at connect to catch up from ``Last-Event-I
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
+from collections.abc import Sequence
 
 import orjson
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from runstream.api.native.live_hub import (
@@ -41,9 +49,10 @@ from runstream.api.native.live_hub import (
     _Dropped,
 )
 from runstream.api.native.live_points import SeriesKey, SeriesPoints, points_after
-from runstream.api.native.sse import format_positions, parse_positions, sse
+from runstream.api.native.sse import parse_positions, sse
 from runstream.api.queries import Executor
-from runstream.resources import PG_POOL
+from runstream.resources import PG_POOL, REDIS, SETTINGS
+from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue
 from runstream.schemas.validation import invalid_value, missing_value
 
@@ -60,16 +69,56 @@ def _csv(request: web.Request, name: str, limit: int) -> list[str]:
     return items
 
 
-class _Stream:
-    """One client's positions and writes."""
+_TOKEN_ID = re.compile(r"^([0-9a-f]{32})\.[0-9]+$")
 
-    def __init__(self, response: web.StreamResponse, positions: dict[SeriesKey, int]) -> None:
+
+async def resume_positions(
+    redis: aioredis.Redis, prefix: str, last_id: str
+) -> dict[int, int] | None:
+    """Positions of the stream a ``Last-Event-ID`` names; None when its token expired."""
+    match = _TOKEN_ID.match(last_id)
+    if match is None:
+        return parse_positions(last_id)  # the older form, listing every series
+    stored = await redis.hgetall(c.live_cursor_key(prefix, match.group(1)))
+    if not stored:
+        return None
+    return {int(k): int(v) for k, v in stored.items() if k not in (b"", "")}
+
+
+class _Stream:
+    """One client's positions (mirrored in Redis under its token) and writes."""
+
+    def __init__(
+        self,
+        response: web.StreamResponse,
+        positions: dict[SeriesKey, int],
+        redis: aioredis.Redis,
+        prefix: str,
+    ) -> None:
         self.response = response
         self.positions = positions
         self.ids: dict[SeriesKey, int] = {}
+        self.redis = redis
+        self.token = uuid.uuid4().hex
+        self.cursor_key = c.live_cursor_key(prefix, self.token)
+        self.sequence = 0
+
+    async def save_positions(self, keys: Sequence[SeriesKey] | None = None) -> str:
+        """Record the positions of ``keys`` (all when None); the id of the next event."""
+        chosen = self.positions if keys is None else {k: self.positions[k] for k in keys}
+        mapping = {self.ids[k]: v for k, v in chosen.items()}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if mapping:
+                pipe.hset(self.cursor_key, mapping=mapping)  # type: ignore[arg-type]
+            else:
+                pipe.hset(self.cursor_key, "", 0)  # the token exists even with no series
+            pipe.expire(self.cursor_key, c.LIVE_CURSOR_TTL_SECONDS)
+            await pipe.execute()
+        self.sequence += 1
+        return f"{self.token}.{self.sequence}"
 
     def event_id(self) -> str:
-        return format_positions({self.ids[k]: v for k, v in self.positions.items()})
+        return f"{self.token}.{self.sequence}"
 
     async def send_points(self, sp: SeriesPoints, db: Executor) -> None:
         key = (sp.run_id, sp.key)
@@ -85,7 +134,8 @@ class _Stream:
                 return
         part = sp.since(position)
         self.positions[key] = part.end
-        await self.response.write(sse("metric", part.event_data(), self.event_id()))
+        event_id = await self.save_positions([key])
+        await self.response.write(sse("metric", part.event_data(), event_id))
 
 
 async def get_live(request: web.Request) -> web.StreamResponse:
@@ -95,7 +145,9 @@ async def get_live(request: web.Request) -> web.StreamResponse:
         raise InvalidParameterValue(missing_value("runs"))
     keys = _csv(request, "keys", MAX_LIVE_KEYS)
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-    resume = parse_positions(last_id) if last_id else None
+    redis = request.app[REDIS]
+    prefix = request.app[SETTINGS].stream_prefix
+    resume = await resume_positions(redis, prefix, last_id) if last_id else None
     hub = request.app[LIVE]
     db = request.app[PG_POOL]
     client = LiveClient(frozenset(runs), frozenset(keys) if keys else None, CLIENT_QUEUE_ITEMS)
@@ -109,11 +161,12 @@ async def get_live(request: web.Request) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
-        stream = _Stream(response, {})
+        stream = _Stream(response, {}, redis, prefix)
         for key, (series_id, count) in snapshot.series.items():
             stream.ids[key] = series_id
             stream.positions[key] = count if resume is None else resume.get(series_id, 0)
-        await response.write(sse("ready", orjson.dumps({"runs": snapshot.runs}), stream.event_id()))
+        ready_id = await stream.save_positions()
+        await response.write(sse("ready", orjson.dumps({"runs": snapshot.runs}), ready_id))
         if resume is not None:
             behind = [
                 (k[0], k[1], pos)

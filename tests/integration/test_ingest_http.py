@@ -189,7 +189,9 @@ async def test_json_body_with_lists(
             }
         ]
     }
-    resp = await client.post(EVENTS, data=orjson.dumps(body))
+    resp = await client.post(
+        EVENTS, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["points"] == 2
     shard = shard_of_run(run_id, 4)

@@ -11,7 +11,7 @@ import msgpack
 import numpy as np
 import orjson
 
-from runstream.api.native import live
+from runstream.api.native import live, sse
 
 V1 = "/api/runstream/v1"
 
@@ -186,5 +186,30 @@ def test_slow_client_is_dropped_with_a_final_item() -> None:
 
 def test_positions_round_trip() -> None:
     positions = {3: 10, 12: 0, 7: 1_000_000}
-    assert live.parse_positions(live.format_positions(positions)) == positions
-    assert live.parse_positions("") == {}
+    assert sse.parse_positions(sse.format_positions(positions)) == positions
+    assert sse.parse_positions("") == {}
+
+
+async def test_event_ids_do_not_grow_with_the_number_of_series(
+    server: str, http: aiohttp.ClientSession
+) -> None:
+    run_id = await create_run(http, server)
+    keys = [f"k{i}" for i in range(2_000)]
+    many = [points(run_id, k, 0, 1) for k in keys]
+    await post_events(http, server, many)
+    async with http.get(f"{server}{V1}/live", params={"runs": run_id}) as resp:
+        events = Events(resp)
+        kind, ready_id, _ = await events.next()
+        assert kind == "ready" and ready_id is not None and len(ready_id) < 50
+        await post_events(http, server, [points(run_id, "k7", 1, 3)])
+        steps, last_id = await collect_steps(events, "k7", 2)
+        assert steps == [1, 2] and last_id is not None and len(last_id) < 50
+    # The short id still resumes exactly: only what came after it.
+    await post_events(http, server, [points(run_id, "k9", 1, 4)])
+    async with http.get(
+        f"{server}{V1}/live", params={"runs": run_id}, headers={"Last-Event-ID": last_id}
+    ) as resp:
+        events = Events(resp)
+        assert (await events.next())[0] == "ready"
+        steps, _ = await collect_steps(events, "k9", 3)
+        assert steps == [1, 2, 3]

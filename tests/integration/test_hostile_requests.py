@@ -1,0 +1,369 @@
+"""Bad input answers 4xx, never 500; bounded work; browser safety (issue 14).
+
+The app ``runstream server`` runs, on a real port, with real PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import msgpack
+import pytest
+from aiohttp.test_utils import TestServer
+
+from runstream.resources import PG_POOL
+from runstream.server import build_app
+from runstream.settings import Settings
+
+MLFLOW = "/api/2.0/mlflow"
+NATIVE = "/api/runstream/v1"
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, url: str, **kw: Any
+) -> tuple[int, Any, Any]:
+    async with http.request(method, url, **kw) as resp:
+        text = await resp.text()
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = text
+        return resp.status, body, resp.headers
+
+
+@pytest.fixture
+async def run_id(server: str, http: aiohttp.ClientSession) -> str:
+    status, body, _ = await call(http, "POST", f"{server}{MLFLOW}/runs/create", json={})
+    assert status == 200, body
+    return str(body["run"]["info"]["run_id"])
+
+
+def token(offset: Any) -> str:
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def raw_json(text: str) -> dict[str, Any]:
+    return {"data": text.encode(), "headers": {"Content-Type": "application/json"}}
+
+
+async def test_malformed_reads_and_writes_answer_4xx(
+    server: str, http: aiohttp.ClientSession, run_id: str
+) -> None:
+    cases: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/runs/search", {"json": {"experiment_ids": ["0"], "page_token": token(2**63)}}),
+        ("POST", "/runs/search", {"json": {"experiment_ids": ["0"], "page_token": token(10**30)}}),
+        ("POST", "/experiments/search", {"json": {"page_token": token(2**64)}}),
+        (
+            "POST",
+            "/runs/search",
+            {
+                "json": {
+                    "experiment_ids": ["0"],
+                    "filter": "attributes.start_time > 9223372036854775808",
+                }
+            },
+        ),
+        (
+            "POST",
+            "/runs/search",
+            {"json": {"experiment_ids": ["0"], "filter": "params.p = 'a\x00'"}},
+        ),
+        (
+            "POST",
+            "/runs/search",
+            raw_json('{"experiment_ids": ["0"], "filter": "params.p = \'\\ud800\'"}'),
+        ),
+        ("GET", "/experiments/get-by-name?experiment_name=a%00b", {}),
+        ("GET", "/experiments/get-by-name?experiment_name=%ED%A0%80", {}),
+        ("POST", "/runs/set-tag", raw_json('{"run_id": "RUN", "key": "k", "value": "\\ud800"}')),
+        ("GET", "/runs/get?run_id=a%00b", {}),
+        ("GET", "/metrics/get-history?run_id=RUN&metric_key=a%00", {}),
+        ("POST", "/runs/update", {"json": {"run_id": "RUN", "end_time": 2**63}}),
+        ("POST", "/runs/update", raw_json('{"run_id": "RUN", "end_time": 99999999999999999999}')),
+        (
+            "POST",
+            "/runs/log-metric",
+            raw_json(
+                '{"run_id": "RUN", "key": "m", "value": 1, "timestamp": 1,'
+                ' "step": -9223372036854775809}'
+            ),
+        ),
+        ("POST", "/runs/create", {"json": {"user_id": "u" * 257}}),
+        ("POST", "/runs/set-tag", {"json": {"run_id": "RUN", "key": "k", "value": "v\x00"}}),
+        ("POST", "/experiments/create", {"json": {"name": "n\x00"}}),
+        ("POST", "/runs/log-batch", raw_json("[" * 100_000 + "]" * 100_000)),
+        ("POST", "/runs/log-batch", raw_json('{"a":' * 100_000 + "1" + "}" * 100_000)),
+    ]
+    for method, path, kw in cases:
+        path = path.replace("RUN", run_id)
+        if "data" in kw:
+            kw = {**kw, "data": kw["data"].replace(b"RUN", run_id.encode())}
+        if "json" in kw:
+            kw = {
+                "data": json.dumps(kw["json"]).replace("RUN", run_id),
+                "headers": {"Content-Type": "application/json"},
+            }
+        status, body, _ = await call(http, method, f"{server}{MLFLOW}{path}", **kw)
+        assert 400 <= status < 500, (path, kw, status, body)
+        assert isinstance(body, dict) and body["error_code"], (path, body)
+
+
+async def test_like_pattern_ending_in_a_backslash_answers_4xx(
+    server: str, http: aiohttp.ClientSession, run_id: str
+) -> None:
+    status, body, _ = await call(
+        http,
+        "POST",
+        f"{server}{MLFLOW}/runs/log-parameter",
+        json={"run_id": run_id, "key": "p", "value": "abc"},
+    )
+    assert status == 200, body
+    for pattern in ("a\\", "a%\\", "a\\\\"):
+        status, body, _ = await call(
+            http,
+            "POST",
+            f"{server}{MLFLOW}/runs/search",
+            json={"experiment_ids": ["0"], "filter": f"params.p LIKE '{pattern}'"},
+        )
+        assert status < 500, (pattern, status, body)
+
+
+async def test_native_reads_with_nul_answer_4xx(
+    server: str, http: aiohttp.ClientSession, run_id: str
+) -> None:
+    for path in (
+        f"{NATIVE}/runs/{run_id}/metrics/a%00b",
+        f"{NATIVE}/runs/a%00b",
+        f"{NATIVE}/experiments/a%00b",
+    ):
+        status, body, _ = await call(http, "GET", server + path)
+        assert status < 500, (path, status, body)
+
+
+async def test_artifact_names_past_the_file_system_limits_answer_400(
+    server: str, http: aiohttp.ClientSession
+) -> None:
+    for path in (
+        "a" * 300,
+        "/".join(["abcd"] * 1000),
+    ):
+        status, body, _ = await call(http, "PUT", f"{server}{ARTIFACTS}/0/{path}", data=b"x")
+        assert status == 400, (path[:20], status, body)
+        status, body, _ = await call(http, "GET", f"{server}{ARTIFACTS}/0/{path}")
+        assert status in (400, 404), (path[:20], status, body)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.replace(max_artifact_bytes=1000, max_json_bytes=100_000)
+
+
+async def test_artifact_upload_past_the_limit_is_413_and_kept_nowhere(
+    server: str, http: aiohttp.ClientSession, settings: Settings
+) -> None:
+    status, body, _ = await call(http, "PUT", f"{server}{ARTIFACTS}/0/big.bin", data=b"x" * 1001)
+    assert status == 413, body
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while streaming
+        for _ in range(5):
+            yield b"y" * 400
+
+    status, body, _ = await call(http, "PUT", f"{server}{ARTIFACTS}/0/big2.bin", data=chunks())
+    assert status == 413, body
+    root = Path(str(settings.artifacts_url))
+    assert not [p for p in root.rglob("*") if p.is_file()]  # noqa: ASYNC240 - a test's check
+    status, _, _ = await call(http, "PUT", f"{server}{ARTIFACTS}/0/small.bin", data=b"z" * 1000)
+    assert status == 200
+
+
+async def test_json_body_past_the_limit_is_413_before_parsing(
+    server: str, http: aiohttp.ClientSession, run_id: str
+) -> None:
+    metrics = [{"key": "m", "value": 1.0, "timestamp": 1, "step": i} for i in range(3000)]
+    status, body, _ = await call(
+        http,
+        "POST",
+        f"{server}{MLFLOW}/runs/log-batch",
+        json={"run_id": run_id, "metrics": metrics},
+    )
+    assert status == 413 and body["error_code"] == "RESOURCE_EXHAUSTED", body
+
+
+async def test_search_filters_are_bounded(server: str, http: aiohttp.ClientSession) -> None:
+    many = " AND ".join(f"params.p{i} = 'x'" for i in range(51))
+    status, body, _ = await call(
+        http,
+        "POST",
+        f"{server}{MLFLOW}/runs/search",
+        json={"experiment_ids": ["0"], "filter": many},
+    )
+    assert status == 400 and "clauses" in body["message"], body
+    fifty = " AND ".join(f"params.p{i} = 'x and y'" for i in range(50))
+    status, body, _ = await call(
+        http,
+        "POST",
+        f"{server}{MLFLOW}/runs/search",
+        json={"experiment_ids": ["0"], "filter": fifty},
+    )
+    assert status == 200, body
+    long = "params.p = '" + "x" * 5000 + "'"
+    status, body, _ = await call(
+        http,
+        "POST",
+        f"{server}{MLFLOW}/runs/search",
+        json={"experiment_ids": ["0"], "filter": long},
+    )
+    assert status == 400 and "characters" in body["message"], body
+
+
+async def test_stopped_redis_is_503_with_retry_after(
+    settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    down = settings.replace(redis_url=f"redis://127.0.0.1:{dead}/0", run_projector=False)
+    app = build_app(down, ("ingest", "api"))
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        url = str(test_server.make_url("")).rstrip("/")
+        for method, path, kw in (
+            ("GET", f"{MLFLOW}/runs/get?run_id={'a' * 32}", {}),
+            ("POST", f"{MLFLOW}/runs/create", {"json": {}}),
+            ("POST", f"{NATIVE}/experiments/get-or-create", {"json": {"name": "x"}}),
+        ):
+            status, body, headers = await call(http, method, url + path, **kw)
+            assert status == 503, (path, status, body)
+            assert headers.get("Retry-After"), path
+    finally:
+        await test_server.close()
+
+
+# -- browser safety -------------------------------------------------------------------------------
+
+
+async def test_foreign_host_is_refused_but_health_answers(
+    server: str, http: aiohttp.ClientSession
+) -> None:
+    status, body, _ = await call(
+        http, "GET", f"{server}{MLFLOW}/experiments/search", headers={"Host": "evil.example"}
+    )
+    assert status == 403 and "DNS rebinding" in body
+    status, _, _ = await call(http, "GET", f"{server}/health", headers={"Host": "evil.example"})
+    assert status == 200
+    for host in ("localhost:5000", "127.0.0.1", "10.1.2.3:80", "192.168.0.7:5000", "172.20.0.3"):
+        status, _, _ = await call(
+            http, "GET", f"{server}{MLFLOW}/experiments/get?experiment_id=0", headers={"Host": host}
+        )
+        assert status == 200, host
+
+
+async def test_cross_origin_simple_requests_change_nothing(
+    server: str, http: aiohttp.ClientSession
+) -> None:
+    evil = {"Origin": "https://evil.example"}
+    for path, data in (
+        (f"{NATIVE}/experiments/get-or-create", '{"name": "csrf"}'),
+        (f"{NATIVE}/events", '{"events": []}'),
+        (f"{MLFLOW}/experiments/create", '{"name": "csrf"}'),
+    ):
+        status, body, _ = await call(
+            http, "POST", server + path, data=data, headers={**evil, "Content-Type": "text/plain"}
+        )
+        assert status == 403 and body == "Cross-origin request blocked", (path, body)
+    # Same origin, but a content type a cross-origin form could send: refused too.
+    status, body, _ = await call(
+        http,
+        "POST",
+        f"{server}{NATIVE}/experiments/get-or-create",
+        data='{"name": "csrf"}',
+        headers={"Content-Type": "text/plain"},
+    )
+    assert status == 400 and "Content-Type" in body["message"]
+    status, body, _ = await call(
+        http, "GET", f"{server}{MLFLOW}/experiments/get-by-name?experiment_name=csrf"
+    )
+    assert status == 404, body
+    # The page's own origin (the UI) and localhost pages may write.
+    own = server.replace("http://", "")
+    status, body, _ = await call(
+        http,
+        "POST",
+        f"{server}{NATIVE}/experiments/get-or-create",
+        json={"name": "mine"},
+        headers={"Origin": f"http://{own}"},
+    )
+    assert status == 200, body
+
+
+async def test_cors_and_security_headers(server: str, http: aiohttp.ClientSession) -> None:
+    status, _, headers = await call(
+        http,
+        "OPTIONS",
+        f"{server}{MLFLOW}/runs/search",
+        headers={
+            "Origin": "http://localhost:3000",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert status == 204
+    assert headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+    status, _, headers = await call(
+        http,
+        "GET",
+        f"{server}{MLFLOW}/experiments/get?experiment_id=0",
+        headers={"Origin": "https://evil.example"},
+    )
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "SAMEORIGIN"
+
+
+async def test_readers_holding_every_api_connection_do_not_stall_the_projector(
+    settings: Settings, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    app = build_app(settings.replace(db_pool_min=1, db_pool_max=2))
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        url = str(test_server.make_url("")).rstrip("/")
+        status, body, _ = await call(http, "POST", f"{url}{MLFLOW}/runs/create", json={})
+        assert status == 200, body
+        run_id = body["run"]["info"]["run_id"]
+        pool = app[PG_POOL]
+        held = [await pool.acquire() for _ in range(2)]  # every connection of the API pool
+        try:
+            series = {"key": "m", "steps": [1, 2, 3], "timestamps": [1, 1, 1], "values": [1.0] * 3}
+            events = {"events": [{"type": "metrics_logged", "run_id": run_id, "series": [series]}]}
+            status, body, _ = await call(
+                http,
+                "POST",
+                f"{url}{NATIVE}/events?wait=1",
+                data=msgpack.packb(events),
+                headers={"Content-Type": "application/msgpack"},
+            )
+            assert status == 200, body  # applied by the projector, on its own pool
+        finally:
+            for conn in held:
+                await pool.release(conn)
+        conn = await asyncpg.connect(database_url)
+        try:
+            count = await conn.fetchval(
+                "SELECT point_count FROM metric_series WHERE run_id = $1 AND key = 'm'", run_id
+            )
+        finally:
+            await conn.close()
+        assert count == 3
+    finally:
+        await test_server.close()
