@@ -37,12 +37,17 @@ from runstream.web import json_response
 
 def metrics_event(run_id: str, metrics: Sequence[rq.Metric]) -> MetricsLogged:
     """One event, one series per key in first-logged order, each series' points in order."""
-    columns: dict[str, tuple[list[int], list[int], list[float]]] = {}
+    columns: rq.MetricColumns = {}
     for m in metrics:
         steps, stamps, values = columns.setdefault(m.key, ([], [], []))
         steps.append(m.step)
         stamps.append(m.timestamp)
         values.append(m.value)
+    return series_event(run_id, columns)
+
+
+def series_event(run_id: str, columns: rq.MetricColumns) -> MetricsLogged:
+    """One event from metric columns per key (packed in bulk, never point by point)."""
     return MetricsLogged(
         run_id,
         tuple(MetricSeries.from_lists(key, *cols) for key, cols in columns.items()),
@@ -54,8 +59,8 @@ def batch_events(batch: rq.LogBatch) -> list[Event]:
     events: list[Event] = []
     if batch.params:
         events.append(rn.ParamsLogged(batch.run_id, batch.params))
-    if batch.metrics:
-        events.append(metrics_event(batch.run_id, batch.metrics))
+    if batch.series:
+        events.append(series_event(batch.run_id, batch.series))
     events += tag_events(batch.run_id, batch.tags)
     if not events:
         # An empty batch still checks that the run exists and is active, as MLflow's does.
