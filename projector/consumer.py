@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import asyncpg
 
+from runstream import telemetry
 from runstream.projector import changes
 from runstream.projector.decoding import decode_stream_entry
 from runstream.projector.store import StreamEntry, apply_entries
@@ -135,6 +137,7 @@ class ShardConsumer:
         return len(raw)
 
     async def process(self, raw: list[RawEntry]) -> None:
+        started = time.perf_counter()
         entries: list[StreamEntry] = []
         acked: list[EntryId] = []
         undecodable: dict[EntryId, tuple[bytes, str]] = {}
@@ -178,6 +181,9 @@ class ShardConsumer:
         self.stats.batches += 1
         self._adapt_count(raw)
         self.stats.dead += len(dead)
+        shard = str(self.shard)
+        telemetry.PROJECTOR_BATCH_SECONDS.labels(shard).observe(time.perf_counter() - started)
+        telemetry.PROJECTOR_ENTRIES.labels(shard).inc(len(handled))
 
     def _adapt_count(self, raw: list[RawEntry]) -> None:
         size = sum(len(fields.get(b"e", b"")) for _, fields in raw)
