@@ -16,7 +16,7 @@ from aiohttp import web
 
 from runstream.api import queries
 from runstream.api.mlflow import messages as rq
-from runstream.api.mlflow.handler_io import catch_up, request_fields, write
+from runstream.api.mlflow.handler_io import catch_up, read_caught_up, request_fields, write
 from runstream.api.mlflow.history import (
     OrderedHistories,
     Points,
@@ -128,8 +128,9 @@ async def ordered_history(request: web.Request, run_id: str, key: str) -> Points
 
 async def get_metric_history(request: web.Request) -> web.Response:
     req = rq.parse_get_metric_history(await request_fields(request))
-    await catch_up(request, [req.run_id])
-    ordered = await ordered_history(request, req.run_id, req.metric_key)
+    ordered = await read_caught_up(
+        request, [req.run_id], lambda: ordered_history(request, req.run_id, req.metric_key)
+    )
     out: dict[str, object] = {}
     if ordered is not None:
         chosen, next_offset = page(ordered, req.offset, req.max_results)

@@ -144,6 +144,11 @@ def test_two_workers_serve_writes_and_reads_with_read_your_writes(
         )
         readers.add(reader)
         assert [(m["step"], m["value"]) for m in history["metrics"]] == sent
+        _, got, reader = call(url + f"{MLFLOW}/runs/get?run_id={run_id}")
+        readers.add(reader)
+        assert got["run"]["data"]["metrics"] == [
+            {"key": "loss", "value": value, "timestamp": 1000 + step, "step": step}
+        ]
     assert len(writers) == 2 and len(readers) == 2
 
     # /metrics merges every process: whichever worker answers, all requests are counted.
