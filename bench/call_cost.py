@@ -10,8 +10,8 @@ prints the medians and their ratio::
     .venv/bin/python -m bench.call_cost --profile /tmp/server.prof   # the server under cProfile
     .venv/bin/python -m bench.call_cost --batch 1000 --clients 4      # points/s of log_batch
 
-``--profile`` runs the server under ``cProfile`` (slower in absolute terms; read the profile
-for *where* the time goes, the ratios without it).
+``--profile`` runs the server under ``cProfile`` counting CPU time (``bench/cpu_profile.py``;
+slower in absolute terms: read the profile for *where* the time goes, the ratios without it).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -102,7 +103,24 @@ def interleaved(
     return statistics.median(real_times), statistics.median(null_times)
 
 
-def call_costs(url: str, calls: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its living descendants (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += (int(stat[11]) + int(stat[12])) / tick
+        frontier += [int(c) for c in children]
+    return total
+
+
+def call_costs(url: str, calls: int, server_pid: int) -> dict[str, Any]:
     from mlflow.entities import Metric
 
     rs = _client(url)
@@ -134,11 +152,15 @@ def call_costs(url: str, calls: int) -> dict[str, Any]:
             return lambda: client.get_run(run_id)
 
         for name, make in (("log_metric", metric), ("log_batch_5", batch), ("get_run", get)):
+            cpu = cpu_seconds(server_pid)
             real_s, null_s = interleaved(calls, make(rs), make(nl))
+            cpu = cpu_seconds(server_pid) - cpu
             out[name] = {
                 "runstream_ms": round(real_s * 1000, 3),
                 "null_ms": round(null_s * 1000, 3),
                 "ratio": round(real_s / null_s, 3),
+                # Includes the projector's work for writes: server CPU the call costs in all.
+                "server_cpu_us_per_call": round(cpu / (calls + 20) * 1e6),
             }
     return out
 
@@ -174,6 +196,56 @@ def batch_throughput(url: str, clients: int, size: int, calls: int) -> dict[str,
     return {"points": points, "seconds": round(elapsed, 3), "points_per_s": round(points / elapsed)}
 
 
+async def _raw_batches(url: str, run_ids: list[str], size: int, seconds: float) -> int:
+    """Pre-encoded log-batch bodies posted by one task per run for ``seconds``; points sent."""
+    import aiohttp
+    import orjson
+
+    now = int(time.time() * 1000)
+    sent = 0
+
+    async def one(session: aiohttp.ClientSession, run_id: str) -> None:
+        nonlocal sent
+        step = 0
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            metrics = [
+                {"key": f"m{k % 10}", "value": k * 0.5, "timestamp": now, "step": step + k}
+                for k in range(size)
+            ]
+            body = orjson.dumps({"run_id": run_id, "metrics": metrics})
+            step += size
+            async with session.post(
+                f"{url}/api/2.0/mlflow/runs/log-batch",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+            sent += size
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(one(session, r) for r in run_ids))
+    return sent
+
+
+def raw_batch_throughput(url: str, server_pid: int, clients: int, size: int) -> dict[str, Any]:
+    """The server's ceiling on log-batch: cheap aiohttp clients instead of mlflow's."""
+    rs = _client(url)
+    experiment = rs.create_experiment(f"raw-{time.time_ns()}")
+    run_ids = [rs.create_run(experiment).info.run_id for _ in range(clients)]
+    asyncio.run(_raw_batches(url, run_ids, size, 1.0))  # warm-up
+    cpu = cpu_seconds(server_pid)
+    started = time.perf_counter()
+    points = asyncio.run(_raw_batches(url, run_ids, size, 5.0))
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(server_pid) - cpu
+    return {
+        "points": points,
+        "points_per_s": round(points / elapsed),
+        "server_cpu_us_per_point": round(cpu / points * 1e6, 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
@@ -183,17 +255,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-calls", type=int, default=50)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--skip-calls", action="store_true")
+    parser.add_argument(
+        "--raw-batch", type=int, default=0, help="log_batch size for aiohttp-client throughput"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ["RUNSTREAM_WORKERS"] = str(args.workers)
-    python = [sys.executable, "-m", "cProfile", "-o", args.profile] if args.profile else None
+    python = [sys.executable, "-m", "bench.cpu_profile", args.profile] if args.profile else None
     with start_runstream(python=python) as server:
         result: dict[str, Any] = {"workers": args.workers}
         if not args.skip_calls:
-            result["calls"] = call_costs(server.url, args.calls)
+            result["calls"] = call_costs(server.url, args.calls, server.process.pid)
         if args.batch:
             result["batch"] = batch_throughput(
                 server.url, args.clients, args.batch, args.batch_calls
+            )
+        if args.raw_batch:
+            result["raw_batch"] = raw_batch_throughput(
+                server.url, server.process.pid, args.clients, args.raw_batch
             )
     print(json.dumps(result, indent=2))
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -219,6 +220,10 @@ async def _serve(
             runner, settings.host, settings.port, reuse_address=True, reuse_port=shared or None
         )
         await site.start()
+        # What start-up made (modules, botocore's service data, pools) lives as long as the
+        # process: keep the cyclic collector from walking it again in every full collection.
+        gc.collect()
+        gc.freeze()
         if out is not None:
             _print_banner(settings, parts, stores, out, workers)
         if stores is not None or workers is not None or parent is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
 from aiohttp import web
 
 from runstream.api import queries
@@ -22,6 +23,7 @@ from runstream.api.mlflow.history import (
     Points,
     history_order,
     metrics_json,
+    metrics_json_array,
     page,
     sample,
 )
@@ -131,14 +133,15 @@ async def get_metric_history(request: web.Request) -> web.Response:
     ordered = await read_caught_up(
         request, [req.run_id], lambda: ordered_history(request, req.run_id, req.metric_key)
     )
-    out: dict[str, object] = {}
+    fields: list[bytes] = []
     if ordered is not None:
         chosen, next_offset = page(ordered, req.offset, req.max_results)
         if len(chosen):
-            out["metrics"] = metrics_json(req.metric_key, chosen)
+            fields.append(b'"metrics":' + metrics_json_array(req.metric_key, chosen))
         if next_offset is not None:
-            out["next_page_token"] = rq.offset_page_token(next_offset)
-    return json_response(out)
+            token = orjson.dumps(rq.offset_page_token(next_offset))
+            fields.append(b'"next_page_token":' + token)
+    return web.Response(body=b"{" + b",".join(fields) + b"}", content_type="application/json")
 
 
 async def get_metric_history_bulk_interval(request: web.Request) -> web.Response:
