@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -26,9 +26,11 @@ import asyncpg
 from runstream import telemetry
 from runstream.projector import changes
 from runstream.projector.decoding import decode_stream_entry
+from runstream.projector.statistics import SearchStatistics
 from runstream.projector.store import StreamEntry, apply_entries
 from runstream.projector.streams import DeadLetter, EntryId, RawEntry, ShardStream, next_id
 from runstream.schemas.errors import EventDecodeError
+from runstream.schemas.runs import RunCreated
 from runstream.schemas.sharding import format_entry_id
 from runstream.settings import Settings
 
@@ -63,6 +65,16 @@ class ConsumerStats:
         return out
 
 
+def _runs_created(entries: Sequence[StreamEntry], applied: Sequence[EntryId]) -> int:
+    done = set(applied)
+    return sum(
+        isinstance(event, RunCreated)
+        for e in entries
+        if e.entry_id in done
+        for event in e.entry.events
+    )
+
+
 class ShardConsumer:
     def __init__(
         self,
@@ -70,8 +82,10 @@ class ShardConsumer:
         pool: asyncpg.Pool,
         stream: ShardStream,
         still_held: Callable[[], bool] = lambda: True,
+        statistics: SearchStatistics | None = None,
     ) -> None:
         self.settings = settings
+        self.statistics = statistics
         self.pool = pool
         self.stream = stream
         self.shard = stream.shard
@@ -160,6 +174,9 @@ class ShardConsumer:
         if entries:
             async with self.pool.acquire() as conn:
                 result = await apply_entries(conn, entries, self.settings.chunk_points)
+                if self.statistics is not None:
+                    # Before the watermark: a read waiting for these runs gets their statistics.
+                    await self.statistics.note(conn, _runs_created(entries, result.applied))
             acked += result.applied + result.duplicates
             failed = result.failed
             self.stats.entries += len(result.applied)

@@ -141,7 +141,10 @@ async def search_runs(request: web.Request) -> web.Response:
     req = rq.parse_search_runs(
         await request_fields(request, repeated=("experiment_ids", "order_by"))
     )
-    run_ids, rows, token = await search_run_rows(request.app[PG_POOL], req)
+    # Every search catches up on every shard (docs/design-decisions.md, read-your-writes).
+    run_ids, rows, token = await read_caught_up(
+        request, (), lambda: search_run_rows(request.app[PG_POOL], req)
+    )
     missing = [run_id for run_id in run_ids if run_id not in rows]
     if missing:
         # Runs are never removed from the read tables; a gap is a bug worth a loud error.
