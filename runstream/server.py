@@ -5,6 +5,10 @@ whichever store has no URL, keeps everything under ``data_dir``, migrates, and s
 api and the projector from ONE aiohttp app. ``run_parts`` serves any subset of the parts
 against external stores (``runstream ingest|api|projector``, the containers of compose.yaml).
 
+With ``settings.workers`` > 1 (default: one per core) this process also starts N-1 worker
+processes serving the HTTP parts on the same port (``runstream/workers.py``); it keeps the
+projector and the embedded stores. Every app answers ``GET /metrics`` (``metrics_http``).
+
 Shutdown order on SIGINT/SIGTERM: stop accepting, finish requests (bounded), app clean-up
 (projector task, pools), then the embedded stores. Data survives restarts: PostgreSQL and the
 Valkey append-only file live under ``data_dir``.
