@@ -40,8 +40,11 @@ RESTART_PAUSE_SECONDS = 1.0
 
 
 def worker_count(settings: Settings) -> int:
-    """``settings.workers``, 0 meaning one per core."""
-    return settings.workers if settings.workers > 0 else (os.cpu_count() or 1)
+    """``settings.workers``, 0 meaning one per core this process may run on (its CPU affinity:
+    a cpuset or ``taskset`` counts, a CPU quota does not)."""
+    if settings.workers > 0:
+        return settings.workers
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
