@@ -260,9 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ["RUNSTREAM_WORKERS"] = str(args.workers)
     python = [sys.executable, "-m", "bench.cpu_profile", args.profile] if args.profile else None
-    with start_runstream(python=python) as server:
+    with start_runstream(workers=args.workers, python=python) as server:
         result: dict[str, Any] = {"workers": args.workers}
         if not args.skip_calls:
             result["calls"] = call_costs(server.url, args.calls, server.process.pid)

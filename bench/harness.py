@@ -329,8 +329,8 @@ def start_runstream(
 ) -> Iterator[Server]:
     """``runstream server`` on a fresh database and Redis prefix; yields the running server.
 
-    ``python`` replaces the interpreter's argv (``[python, "-m", "cProfile", "-o", path]``
-    profiles the server).
+    ``python`` replaces the interpreter's argv (``[python, "-m", "bench.cpu_profile", path]``
+    profiles the server, bench/call_cost.py).
 
     ``run_projector=False`` serves ingest and api only (nothing is applied to PostgreSQL:
     for measuring ingest alone). ``workers`` is passed as ``--workers N`` when the CLI has
@@ -350,6 +350,7 @@ def start_runstream(
                 flags=flags,
                 env=env,
                 health_timeout=health_timeout,
+                python=python,
             ) as server:
                 yield server
         return
