@@ -325,8 +325,12 @@ def start_runstream(
     flags: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     health_timeout: float = HEALTH_TIMEOUT,
+    python: Sequence[str] | None = None,
 ) -> Iterator[Server]:
     """``runstream server`` on a fresh database and Redis prefix; yields the running server.
+
+    ``python`` replaces the interpreter's argv (``[python, "-m", "bench.cpu_profile", path]``
+    profiles the server, bench/call_cost.py).
 
     ``run_projector=False`` serves ingest and api only (nothing is applied to PostgreSQL:
     for measuring ingest alone). ``workers`` is passed as ``--workers N`` when the CLI has
@@ -346,6 +350,7 @@ def start_runstream(
                 flags=flags,
                 env=env,
                 health_timeout=health_timeout,
+                python=python,
             ) as server:
                 yield server
         return
@@ -369,7 +374,7 @@ def start_runstream(
     process: subprocess.Popen[bytes] | None = None
     try:
         argv = [
-            sys.executable, "-m", "runstream", "server",
+            *(python or [sys.executable]), "-m", "runstream", "server",
             "--database-url", database_url,
             "--redis-url", redis_url,
             "--stream-prefix", prefix,

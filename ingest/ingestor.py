@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from runstream import telemetry
 from runstream.ingest import rules
 from runstream.ingest.backlog import BacklogGauge
 from runstream.ingest.commands import Absent, Appended, read_reply, script_args
@@ -44,6 +45,7 @@ from runstream.schemas.errors import (
     RunstreamError,
     TemporarilyUnavailable,
 )
+from runstream.schemas.metrics import MetricsLogged
 from runstream.schemas.sharding import WriteToken, parse_entry_id, shard_of_model, shard_of_run
 from runstream.schemas.validation import validate_experiment_name
 from runstream.settings import Settings
@@ -192,6 +194,7 @@ class Ingestor:
             assert isinstance(result, Appended)
             if not result.duplicate:
                 self.backlog.note_appended(shard, len(result.entry_ids))
+                _count_accepted(shard, by_shard[shard])
             positions.append((shard, parse_entry_id(result.entry_ids[-1])))
         return WriteToken(tuple(positions))
 
@@ -261,6 +264,14 @@ def _raise_first(results: Sequence[object]) -> None:
             if not isinstance(error, RunstreamError):
                 raise error
         raise errors[0]
+
+
+def _count_accepted(shard: int, events: Sequence[Event]) -> None:
+    label = str(shard)
+    points = sum(e.point_count for e in events if isinstance(e, MetricsLogged))
+    if points:
+        telemetry.POINTS_ACCEPTED.labels(label).inc(points)
+    telemetry.EVENTS_ACCEPTED.labels(label).inc(len(events))
 
 
 @contextlib.asynccontextmanager

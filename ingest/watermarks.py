@@ -110,7 +110,7 @@ class WatermarkWaiter:
         # (a plain timeout argument: the api passes its read-your-writes setting through)
         """Return once every shard of ``token`` is applied; ``TemporarilyUnavailable`` if not
         within ``timeout`` seconds."""
-        if reached(self._marks, token):
+        if not token.positions or reached(self._marks, token):
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -144,6 +144,11 @@ class WatermarkWaiter:
         This is read-your-writes seen from the reader: a write answers as soon as its entry is
         in the stream, and a read waits for the entries that were there when it began.
         """
+        await self.wait(await self.tails(shards, timeout), timeout)
+
+    async def tails(self, shards: Sequence[int], timeout: float) -> WriteToken:  # noqa: ASYNC109
+        """The newest entry appended to each of ``shards`` (those that have one), now; 503
+        when Redis does not answer within ``timeout`` (at least ``MIN_ANSWER_SECONDS``)."""
         # One GET per shard, pipelined: the tails live in different cluster slots, so no MGET.
         pipe = self.redis.pipeline(transaction=False)
         for shard in shards:
@@ -157,13 +162,17 @@ class WatermarkWaiter:
                 f"Redis did not answer within {max(timeout, MIN_ANSWER_SECONDS):g}s",
                 retry_after=1.0,
             ) from None
-        positions = tuple(
-            (shard, parse_entry_id(tail))
-            for shard, tail in zip(shards, tails, strict=True)
-            if tail is not None
+        return WriteToken(
+            tuple(
+                (shard, parse_entry_id(tail))
+                for shard, tail in zip(shards, tails, strict=True)
+                if tail is not None
+            )
         )
-        if positions:
-            await self.wait(WriteToken(positions), timeout)
+
+    def snapshot(self) -> dict[int, Position]:
+        """The watermarks known now: every entry up to them is committed in PostgreSQL."""
+        return dict(self._marks)
 
     async def _listen(self) -> None:
         # While unsubscribed, waiters are covered by polling the watermark keys.

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
+from runstream import telemetry
 from runstream.projector import changes
 from runstream.projector.dead_letters import release_reservations
+from runstream.projector.statistics import SearchStatistics
 from runstream.projector.store import StreamEntry, apply_entries
 from runstream.projector.streams import DeadLetter, EntryId, RawEntry, ShardStream, next_id
 from runstream.schemas.entries import decode_entry
 from runstream.schemas.errors import EventDecodeError, InvalidParameterValue
+from runstream.schemas.runs import RunCreated
 from runstream.schemas.sharding import format_entry_id
 from runstream.schemas.validation import check_storable_all
 from runstream.settings import Settings
@@ -63,6 +67,16 @@ class ConsumerStats:
         return out
 
 
+def _runs_created(entries: Sequence[StreamEntry], applied: Sequence[EntryId]) -> int:
+    done = set(applied)
+    return sum(
+        isinstance(event, RunCreated)
+        for e in entries
+        if e.entry_id in done
+        for event in e.entry.events
+    )
+
+
 class ShardConsumer:
     def __init__(
         self,
@@ -70,8 +84,10 @@ class ShardConsumer:
         pool: asyncpg.Pool,
         stream: ShardStream,
         still_held: Callable[[], bool] = lambda: True,
+        statistics: SearchStatistics | None = None,
     ) -> None:
         self.settings = settings
+        self.statistics = statistics
         self.pool = pool
         self.stream = stream
         self.shard = stream.shard
@@ -137,6 +153,7 @@ class ShardConsumer:
         return len(raw)
 
     async def process(self, raw: list[RawEntry]) -> None:
+        started = time.perf_counter()
         entries: list[StreamEntry] = []
         acked: list[EntryId] = []
         undecodable: dict[EntryId, tuple[bytes, str]] = {}
@@ -162,6 +179,9 @@ class ShardConsumer:
         if entries:
             async with self.pool.acquire() as conn:
                 result = await apply_entries(conn, entries, self.settings.chunk_points)
+                if self.statistics is not None:
+                    # Before the watermark: a read waiting for these runs gets their statistics.
+                    await self.statistics.note(conn, _runs_created(entries, result.applied))
             acked += result.applied + result.duplicates
             failed = result.failed
             self.stats.entries += len(result.applied)
@@ -185,6 +205,9 @@ class ShardConsumer:
         self.stats.batches += 1
         self._adapt_count(raw)
         self.stats.dead += len(dead)
+        shard = str(self.shard)
+        telemetry.PROJECTOR_BATCH_SECONDS.labels(shard).observe(time.perf_counter() - started)
+        telemetry.PROJECTOR_ENTRIES.labels(shard).inc(len(handled))
 
     def _adapt_count(self, raw: list[RawEntry]) -> None:
         size = sum(len(fields.get(b"e", b"")) for _, fields in raw)

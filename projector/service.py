@@ -23,6 +23,7 @@ from runstream.projector.compaction import use_compaction
 from runstream.projector.consumer import ConsumerStats, ShardConsumer
 from runstream.projector.leases import Leases
 from runstream.projector.migrations import migrate
+from runstream.projector.statistics import SearchStatistics
 from runstream.projector.streams import ShardStream
 from runstream.resources import REDIS, create_pg_pool, create_redis, use_stores
 from runstream.settings import Settings
@@ -52,6 +53,7 @@ class Projector:
         self.shards = list(range(settings.shards) if shards is None else shards)
         self.leases = Leases(redis, settings.stream_prefix, self.name, settings.lease_ttl_ms)
         self.consumers: dict[int, ShardConsumer] = {}
+        self.statistics = SearchStatistics(pool)
         self._tasks: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
 
     def stats(self) -> ConsumerStats:
@@ -105,7 +107,11 @@ class Projector:
         for shard in sorted(held - set(self._tasks)):
             stream = ShardStream(self.redis, self.settings.stream_prefix, shard, self.name)
             consumer = ShardConsumer(
-                self.settings, self.pool, stream, functools.partial(self.leases.holds, shard)
+                self.settings,
+                self.pool,
+                stream,
+                functools.partial(self.leases.holds, shard),
+                self.statistics,
             )
             self.consumers[shard] = consumer
             shard_stop = asyncio.Event()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from runstream import __version__
+from runstream.logs import configure_logging
 from runstream.preflight import PreflightError
 from runstream.schemas.errors import ConfigurationError
 from runstream.settings import Settings, env_name, field_types, parse_text, settable_fields
@@ -42,7 +43,6 @@ SERVER_EXTRA = "server"
 SERVER_COMMANDS = ("server", "ingest", "api", "projector", "migrate", "replay", "bench")
 """Commands that need ``runstream[server]``; ``sync`` is the client's own."""
 LOG_LEVEL_ENV = "RUNSTREAM_LOG_LEVEL"
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Fields shown first, in their own group: what an operator sets.
 _MAIN_FIELDS = (
@@ -235,13 +235,6 @@ def _positive_int(raw: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{raw!r}: must be at least 1")
     return value
-
-
-def configure_logging(level: str) -> None:
-    """Root logging for a runstream process; per-request access logs only at DEBUG."""
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
-    if level != "DEBUG":
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:

@@ -5,6 +5,10 @@ whichever store has no URL, keeps everything under ``data_dir``, migrates, and s
 api and the projector from ONE aiohttp app. ``run_parts`` serves any subset of the parts
 against external stores (``runstream ingest|api|projector``, the containers of compose.yaml).
 
+With ``settings.workers`` > 1 (default: one per core) this process also starts N-1 worker
+processes serving the HTTP parts on the same port (``runstream/workers.py``); it keeps the
+projector and the embedded stores. Every app answers ``GET /metrics`` (``metrics_http``).
+
 Shutdown order on SIGINT/SIGTERM: stop accepting, finish requests (bounded), app clean-up
 (projector task, pools), then the embedded stores. Data survives restarts: PostgreSQL and the
 Valkey append-only file live under ``data_dir``.
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Collection
@@ -24,16 +30,18 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
-from runstream import __version__
+from runstream import __version__, telemetry
 from runstream.api.health import health
 from runstream.browser_safety import use_browser_safety
 from runstream.connections import GuardedAppRunner
 from runstream.embedded import EmbeddedStores
+from runstream.metrics_http import add_metrics_route, latency_middleware
 from runstream.preflight import DataDirLock, check_port_free
 from runstream.projector.migrations import migrate_dsn
 from runstream.resources import use_stores
 from runstream.settings import Settings
 from runstream.web import BODY_TIMEOUT, answer_head_on_get, error_middleware
+from runstream.workers import WorkerSet, http_parts, reserve_port, worker_count
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +78,9 @@ def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Applica
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; known: {PARTS}")
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[latency_middleware, error_middleware], client_max_size=settings.max_body_bytes
+    )
     app[BODY_TIMEOUT] = settings.body_timeout
     use_browser_safety(app, settings)  # Host allow-list, CORS, no cross-origin writes
     for part in PARTS:
@@ -81,6 +91,7 @@ def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Applica
         resource.canonical == "/health" for resource in app.router.resources()
     ):  # a part without the api still answers the orchestrator's health checks
         app.router.add_get("/health", health)
+    add_metrics_route(app)
     answer_head_on_get(app)
     return app
 
@@ -120,7 +131,7 @@ def run_server(settings: Settings, out: TextIO = sys.stdout) -> int:
                 extra={"action": "embedded_ready"},
             )
         parts = PARTS if settings.run_projector else ("ingest", "api")
-        return asyncio.run(_serve(settings, parts, stores, out))
+        return _run(settings, parts, stores, out)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if stores is not None:
@@ -131,20 +142,63 @@ def run_server(settings: Settings, out: TextIO = sys.stdout) -> int:
 def run_parts(settings: Settings, parts: Collection[str], out: TextIO = sys.stdout) -> int:
     """``runstream ingest|api|projector``: some parts against stores given by URL."""
     settings = with_local_defaults(settings)
-    return asyncio.run(_serve(settings, parts, None, out))
+    return _run(settings, parts, None, out)
+
+
+def _run(
+    settings: Settings, parts: Collection[str], stores: EmbeddedStores | None, out: TextIO
+) -> int:
+    """Serve ``parts`` from this process, plus N-1 worker processes when there are HTTP parts
+    and ``settings.workers`` asks for more than one (runstream/workers.py)."""
+    count = worker_count(settings)
+    served = http_parts(parts)
+    if count <= 1 or not served:
+        return asyncio.run(_serve(settings, parts, stores, out))
+    assert settings.database_url
+    asyncio.run(_migrate(settings.database_url))
+    # Held until the parent stops: the port is ours, and a taken port fails once, here.
+    reserved = reserve_port(settings.host, settings.port)
+    with telemetry.multiprocess_metrics():
+        workers = WorkerSet(settings.replace(workers=1), served, count - 1, serve_worker)
+        try:
+            workers.start()
+            return asyncio.run(_serve(settings, parts, stores, out, workers=workers, migrate=False))
+        finally:
+            workers.stop()
+            reserved.close()
+
+
+def serve_worker(settings: Settings, parts: Collection[str], parent: int) -> int:
+    """A worker process's life (runstream/workers.py): serve until signalled or orphaned."""
+    return asyncio.run(_serve(settings, parts, None, None, parent=parent, migrate=False))
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-async def _serve(
-    settings: Settings, parts: Collection[str], stores: EmbeddedStores | None, out: TextIO
-) -> int:
-    assert settings.database_url and settings.redis_url
-    applied = await migrate_dsn(settings.database_url)
+async def _migrate(database_url: str) -> None:
+    applied = await migrate_dsn(database_url)
     if applied:
         logger.info("applied migrations %s", applied, extra={"action": "migrate"})
+
+
+async def _serve(
+    settings: Settings,
+    parts: Collection[str],
+    stores: EmbeddedStores | None,
+    out: TextIO | None,
+    *,
+    workers: WorkerSet | None = None,
+    parent: int | None = None,
+    migrate: bool = True,
+) -> int:
+    """Serve until SIGINT/SIGTERM. ``workers``: this process is the parent of worker
+    processes (it restarts the dead ones); ``parent``: this process is a worker of that
+    parent (it stops when orphaned). Either way the port is shared (SO_REUSEPORT)."""
+    assert settings.database_url and settings.redis_url
+    if migrate:
+        await _migrate(settings.database_url)
     app = build_app(settings, parts)
     stop = asyncio.Event()
     outcome = _Outcome()
@@ -170,13 +224,23 @@ async def _serve(
     await runner.setup()
     watchdog: asyncio.Task[None] | None = None
     try:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        shared = workers is not None or parent is not None
+        site = web.TCPSite(
+            runner, settings.host, settings.port, reuse_address=True, reuse_port=shared or None
+        )
         await site.start()
-        _print_banner(settings, parts, stores, out)
-        if stores is not None:
-            watchdog = asyncio.create_task(_watch(stores, stop, outcome))
+        # What start-up made (modules, botocore's service data, pools) lives as long as the
+        # process: keep the cyclic collector from walking it again in every full collection.
+        gc.collect()
+        gc.freeze()
+        if out is not None:
+            _print_banner(settings, parts, stores, out, workers)
+        if stores is not None or workers is not None or parent is not None:
+            watchdog = asyncio.create_task(_watch(stores, workers, parent, stop, outcome))
         await stop.wait()
     finally:
+        if workers is not None:
+            workers.terminate()  # they stop alongside this process, not after it
         if watchdog is not None:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -188,23 +252,42 @@ async def _serve(
     return outcome.exit_code
 
 
-async def _watch(stores: EmbeddedStores, stop: asyncio.Event, outcome: _Outcome) -> None:
-    """An embedded store that dies takes the server down (exit 1) rather than 503s forever."""
+async def _watch(
+    stores: EmbeddedStores | None,
+    workers: WorkerSet | None,
+    parent: int | None,
+    stop: asyncio.Event,
+    outcome: _Outcome,
+) -> None:
+    """An embedded store that dies takes the server down (exit 1) rather than 503s forever;
+    a worker that dies is replaced; a worker whose parent died stops."""
     while not stop.is_set():
         await asyncio.sleep(WATCHDOG_INTERVAL)
-        failed = stores.failed()
+        failed = stores.failed() if stores is not None else None
         if failed:
             logger.error("embedded store exited: %s; stopping", failed)
+            outcome.exit_code = 1
+            stop.set()
+        if workers is not None:
+            for pid in workers.restart_dead():
+                telemetry.forget_process(pid)
+        if parent is not None and os.getppid() != parent:
+            logger.error("parent process %d is gone; stopping", parent)
             outcome.exit_code = 1
             stop.set()
 
 
 def _print_banner(
-    settings: Settings, parts: Collection[str], stores: EmbeddedStores | None, out: TextIO
+    settings: Settings,
+    parts: Collection[str],
+    stores: EmbeddedStores | None,
+    out: TextIO,
+    workers: WorkerSet | None = None,
 ) -> None:
     uri = settings.tracking_uri
+    processes = f", {workers.count + 1} worker processes" if workers is not None else ""
     lines = [
-        f"runstream {__version__} ({', '.join(p for p in PARTS if p in parts)}) "
+        f"runstream {__version__} ({', '.join(p for p in PARTS if p in parts)}{processes}) "
         f"listening on http://{settings.host}:{settings.port}"
     ]
     if stores is not None:

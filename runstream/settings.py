@@ -103,6 +103,8 @@ class Settings:
     """X-Frame-Options header of every response: SAMEORIGIN, DENY or NONE (not sent)."""
     run_projector: bool = True
     """Whether ``runstream server`` runs a projector in-process."""
+    workers: int = 0
+    """HTTP worker processes sharing the port (SO_REUSEPORT); 0 means one per core."""
 
     extra: Mapping[str, Any] = field(default_factory=dict, metadata={"settable": False})
 
@@ -125,6 +127,8 @@ class Settings:
     def validate(self) -> None:
         if self.shards < 1 or self.shards > 1024:
             raise ConfigurationError(f"RUNSTREAM_SHARDS={self.shards}: must be 1..1024")
+        if self.workers < 0:
+            raise ConfigurationError(f"RUNSTREAM_WORKERS={self.workers}: must be >= 0")
         if not 0 < self.port < 65536:
             raise ConfigurationError(f"RUNSTREAM_PORT={self.port}: must be 1..65535")
         for name in ("database_url", "redis_url"):

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import orjson
 from aiohttp import web
 
 from runstream.api import queries
 from runstream.api.mlflow import messages as rq
 from runstream.api.mlflow import pagination
-from runstream.api.mlflow.handler_io import catch_up, request_fields, write
+from runstream.api.mlflow.handler_io import catch_up, read_caught_up, request_fields, write
 from runstream.api.mlflow.history import (
     OrderedHistories,
     Points,
     history_order,
     metrics_json,
+    metrics_json_array,
     page,
     sample,
 )
@@ -38,12 +40,17 @@ from runstream.web import json_response
 
 def metrics_event(run_id: str, metrics: Sequence[rq.Metric]) -> MetricsLogged:
     """One event, one series per key in first-logged order, each series' points in order."""
-    columns: dict[str, tuple[list[int], list[int], list[float]]] = {}
+    columns: rq.MetricColumns = {}
     for m in metrics:
         steps, stamps, values = columns.setdefault(m.key, ([], [], []))
         steps.append(m.step)
         stamps.append(m.timestamp)
         values.append(m.value)
+    return series_event(run_id, columns)
+
+
+def series_event(run_id: str, columns: rq.MetricColumns) -> MetricsLogged:
+    """One event from metric columns per key (packed in bulk, never point by point)."""
     return MetricsLogged(
         run_id,
         tuple(MetricSeries.from_lists(key, *cols) for key, cols in columns.items()),
@@ -55,8 +62,8 @@ def batch_events(batch: rq.LogBatch) -> list[Event]:
     events: list[Event] = []
     if batch.params:
         events.append(rn.ParamsLogged(batch.run_id, batch.params))
-    if batch.metrics:
-        events.append(metrics_event(batch.run_id, batch.metrics))
+    if batch.series:
+        events.append(series_event(batch.run_id, batch.series))
     events += tag_events(batch.run_id, batch.tags)
     if not events:
         # An empty batch still checks that the run exists and is active, as MLflow's does.
@@ -124,16 +131,18 @@ async def ordered_history(request: web.Request, run_id: str, key: str) -> Points
 
 async def get_metric_history(request: web.Request) -> web.Response:
     req = rq.parse_get_metric_history(await request_fields(request))
-    await catch_up(request, [req.run_id])
-    ordered = await ordered_history(request, req.run_id, req.metric_key)
-    out: dict[str, object] = {}
+    ordered = await read_caught_up(
+        request, [req.run_id], lambda: ordered_history(request, req.run_id, req.metric_key)
+    )
+    fields: list[bytes] = []
     if ordered is not None:
         chosen, next_offset = page(ordered, req.offset, req.max_results)
         if len(chosen):
-            out["metrics"] = metrics_json(req.metric_key, chosen)
+            fields.append(b'"metrics":' + metrics_json_array(req.metric_key, chosen))
         if next_offset is not None:
-            out["next_page_token"] = pagination.encode(next_offset)
-    return json_response(out)
+            token = orjson.dumps(pagination.encode(next_offset))
+            fields.append(b'"next_page_token":' + token)
+    return web.Response(body=b"{" + b",".join(fields) + b"}", content_type="application/json")
 
 
 async def get_metric_history_bulk_interval(request: web.Request) -> web.Response:

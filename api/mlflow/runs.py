@@ -19,7 +19,7 @@ from aiohttp import web
 from runstream.api import queries, views
 from runstream.api.mlflow import messages as rq
 from runstream.api.mlflow import search
-from runstream.api.mlflow.handler_io import catch_up, request_fields, write
+from runstream.api.mlflow.handler_io import catch_up, read_caught_up, request_fields, write
 from runstream.api.mlflow.names import random_run_name
 from runstream.api.reads import require_active_run, run_not_found
 from runstream.resources import PG_POOL
@@ -71,8 +71,10 @@ async def create_run(request: web.Request) -> web.Response:
 
 async def get_run(request: web.Request) -> web.Response:
     run_id = rq.parse_run_ref(await request_fields(request))
-    await catch_up(request, [run_id])
-    return json_response({"run": await load_run(request, run_id)})
+    row = await read_caught_up(request, [run_id], lambda: queries.run(request.app[PG_POOL], run_id))
+    if row is None:
+        raise run_not_found(run_id)
+    return json_response({"run": views.run_row_to_json(row)})
 
 
 async def update_run(request: web.Request) -> web.Response:
@@ -140,7 +142,10 @@ async def search_runs(request: web.Request) -> web.Response:
     req = rq.parse_search_runs(
         await request_fields(request, repeated=("experiment_ids", "order_by"))
     )
-    run_ids, rows, token = await search_run_rows(request.app[PG_POOL], req)
+    # Every search catches up on every shard (docs/design-decisions.md, read-your-writes).
+    run_ids, rows, token = await read_caught_up(
+        request, (), lambda: search_run_rows(request.app[PG_POOL], req)
+    )
     missing = [run_id for run_id in run_ids if run_id not in rows]
     if missing:
         # Runs are never removed from the read tables; a gap is a bug worth a loud error.

@@ -3,9 +3,9 @@
 | room | may import (besides itself and the standard library / third parties) |
 |---|---|
 | schemas | nothing of runstream |
-| ingest | schemas, runstream.settings/resources/web |
-| projector | schemas, runstream.settings/resources |
-| api | schemas, ingest, runstream.settings/resources/web |
+| ingest | schemas, runstream.settings/resources/web/telemetry |
+| projector | schemas, runstream.settings/resources/telemetry |
+| api | schemas, ingest, runstream.settings/resources/web/telemetry |
 
 and no module of the package imports itself back through others (no import cycle).
 """
@@ -21,12 +21,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ROOMS = {"schemas": "schemas", "ingest": "ingest", "projector": "projector", "api": "api"}
-SHARED = ("runstream.settings", "runstream.resources", "runstream.web")
+SHARED = ("runstream.settings", "runstream.resources", "runstream.web", "runstream.telemetry")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "schemas": ("runstream.schemas",),
     "ingest": ("runstream.ingest", "runstream.schemas", *SHARED),
     "projector": ("runstream.projector", "runstream.schemas", "runstream.settings",
-                  "runstream.resources"),
+                  "runstream.resources", "runstream.telemetry"),
     "api": ("runstream.api", "runstream.ingest", "runstream.schemas", *SHARED),
 }  # fmt: skip
 
@@ -99,7 +99,7 @@ def test_the_table_matches_the_architecture_page() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text()
     assert "| `schemas/` | `runstream.schemas` |" in text
     assert "nothing else of runstream" in text
-    assert "`schemas`, `ingest`, `runstream.settings/resources/web`" in text
+    assert "`schemas`, `ingest`, `runstream.settings/resources/web/telemetry`" in text
 
 
 # -- no import cycles in the package ------------------------------------------------------------

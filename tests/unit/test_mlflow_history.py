@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
+import orjson
 import pytest
 
 from runstream.api.mlflow import history as mlflow_history
@@ -12,6 +14,7 @@ from runstream.api.mlflow.history import (
     Points,
     history_order,
     metrics_json,
+    metrics_json_array,
     page,
     sample,
     step_order,
@@ -137,3 +140,13 @@ def test_ordered_histories_are_valid_for_their_point_count_and_bounded() -> None
     assert cache.get("r", "b", 3) is three
     cache.put("r", "big", 6, Points.from_lists([0] * 6, [0] * 6, [0.0] * 6))
     assert cache.get("r", "big", 6) is None  # larger than the whole budget: not kept
+
+
+@pytest.mark.parametrize("key", ["loss", 'a"b%s\\', "ü/x y"])
+def test_history_json_array_is_the_dicts_serialized(key: str) -> None:
+    values = [1.0, math.nan, math.inf, -math.inf, -0.0, 1e300, 5e-324, 0.1]
+    points = Points.from_lists(list(range(-3, 5)), [2**62 + i for i in range(8)], values)
+    assert json.loads(metrics_json_array(key, points)) == json.loads(
+        orjson.dumps(metrics_json(key, points))
+    )
+    assert metrics_json_array(key, points.take(slice(0, 0))) == b"[]"

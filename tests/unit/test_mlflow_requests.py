@@ -183,3 +183,57 @@ def test_experiment_ids_past_int64_name_no_experiment() -> None:
     assert message_of(rq.parse_search_runs, {"experiment_ids": ["1", "y"]}).startswith(
         "Invalid experiment ID 'y'"
     )
+
+
+def test_log_batch_fast_path_keeps_what_the_per_metric_checks_give() -> None:
+    """What MLflow's client sends takes the columnar path; the columns equal the metrics."""
+    raw = [
+        {"key": f"m{i % 3}", "value": i / 7, "timestamp": 1000 + i, "step": i} for i in range(10)
+    ]
+    raw.append({"key": "m0", "value": float("nan"), "timestamp": 5})  # no step: step 0
+    batch = rq.parse_log_batch({"run_id": "r", "metrics": raw})
+    assert batch.metrics == ()
+    expected: dict[str, tuple[list[int], list[int], list[float]]] = {}
+    for m in raw:
+        steps, stamps, values = expected.setdefault(m["key"], ([], [], []))
+        steps.append(m.get("step", 0))
+        stamps.append(m["timestamp"])
+        values.append(m["value"])
+    assert list(batch.series) == ["m0", "m1", "m2"]
+    for key, (steps, stamps, values) in expected.items():
+        got = batch.series[key]
+        assert got[0] == steps and got[1] == stamps
+        assert [repr(v) for v in got[2]] == [repr(v) for v in values]
+    assert batch.metric_count == len(raw)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"key": "m", "value": 1, "timestamp": 1, "step": 0},  # an int value
+        {"key": "m", "value": "NaN", "timestamp": 1},  # a protobuf special-value string
+        {"key": "m", "value": 0.5, "timestamp": "7", "step": "3"},  # int64 as JSON strings
+        {"key": "m", "value": 0.5, "timestamp": 1, "model_id": "m-1"},
+    ],
+)
+def test_log_batch_slow_path_takes_what_the_fast_path_does_not(odd: dict[str, Any]) -> None:
+    first = {"key": "m", "value": 0.25, "timestamp": 1, "step": 1}
+    batch = rq.parse_log_batch({"run_id": "r", "metrics": [first, odd]})
+    assert len(batch.metrics) == 2
+    assert batch.series["m"][0] == [1, int(odd.get("step", 0))]
+    assert batch.series["m"][1] == [1, int(odd["timestamp"])]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"key": "m", "value": 0.5}, "Missing value for required parameter 'metrics[1].timestamp'"),
+        ({"key": "bad/../key", "value": 0.5, "timestamp": 1}, "Invalid value"),
+        ({"key": ["m"], "value": 0.5, "timestamp": 1}, "metrics[1].name"),
+        ({"key": "m", "value": 0.5, "timestamp": -1}, "Timestamp must be a nonnegative long"),
+        ({"key": "m", "value": 0.5, "timestamp": 1, "step": 2**63}, "Step must be a valid long"),
+    ],
+)
+def test_log_batch_refusals_keep_mlflows_wording(bad: dict[str, Any], message: str) -> None:
+    first = {"key": "m", "value": 0.25, "timestamp": 1, "step": 1}
+    assert message in message_of(rq.parse_log_batch, {"run_id": "r", "metrics": [first, bad]})
