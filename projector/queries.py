@@ -229,6 +229,12 @@ READ_TABLES = (
     "run_dataset_input_tags",
     "run_model_inputs",
     "run_model_outputs",
+    # projector/registry_plan.py
+    "registered_models",
+    "registered_model_tags",
+    "model_versions",
+    "model_version_tags",
+    "registered_model_aliases",
 )
 
 TRUNCATE_READ_TABLES = f"TRUNCATE {', '.join(READ_TABLES)} RESTART IDENTITY"

@@ -9,7 +9,7 @@ never imported: importing ``mlflow`` costs seconds and hundreds of MB.
 
 The UI also calls routes outside MLflow's protobuf service table. Those the tracking pages need
 are served here (``get-artifact``, ``metrics/get-history-bulk``, logged-model artifact files,
-``/version``); for the features runstream does not have (model registry, traces, prompts,
+``/version``); for the features runstream does not have (traces, prompts,
 gateway, ...) the UI gets what MLflow answers for an empty store (see ``EMPTY_ANSWERS``), so its
 pages render "nothing here yet" instead of an error banner. See docs/ui.md.
 """
@@ -250,9 +250,6 @@ async def gateway_proxy(request: web.Request) -> web.Response:
 
 
 EMPTY_ANSWERS: tuple[tuple[str, str, JsonDict], ...] = (
-    # Model registry: MLflow's answers for a registry with no models (page shows "no models").
-    ("GET", "/2.0/mlflow/registered-models/search", {}),
-    ("GET", "/2.0/mlflow/model-versions/search", {}),
     # Traces: no traces, no trace metrics (the GenAI pages show their empty states).
     ("GET", "/2.0/mlflow/traces", {}),
     ("POST", "/3.0/mlflow/traces/search", {}),
@@ -316,7 +313,6 @@ def setup_ui(app: web.Application) -> None:
     for method, path, body in EMPTY_ANSWERS:
         for prefix in ("/api", "/ajax-api"):
             _add(app, method, prefix + path, empty_answer(body))
-    _add(app, "GET", "/model-versions/get-artifact", not_found)
     _add(app, "GET", f"{AJAX}/get-trace-artifact", not_found)
     _add(app, "GET", "/ajax-api/3.0/mlflow/get-trace-artifact", not_found)
     if build is not None and importlib.util.find_spec("graphql") is not None:
