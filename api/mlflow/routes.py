@@ -15,6 +15,7 @@ from aiohttp import web
 
 from runstream.api.mlflow import (
     artifacts,
+    dataset_search,
     experiments,
     inputs,
     metrics,
@@ -33,6 +34,7 @@ from runstream.web import Handler, json_response
 
 PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 SERVER_INFO_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
+PREFIXES_3 = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,5 +207,17 @@ def setup_mlflow_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_get(
         MODEL_VERSION_ARTIFACT_PATH, caught_up(model_versions.get_model_version_artifact)
     )
+    # The datasets runs logged, for the UI's Datasets page (api/mlflow/dataset_search.py).
+    searcher = caught_up(dataset_search.search_datasets)
+    for prefix in PREFIXES_3:
+        app.router.add_route("POST", f"{prefix}/datasets/search", searcher)
+        app.router.add_route("GET", f"{prefix}/datasets/search", searcher)
+        for suffix, handler in (
+            ("", dataset_search.get_dataset),
+            ("/records", dataset_search.get_dataset_records),
+            ("/experiment-ids", dataset_search.get_dataset_experiment_ids),
+        ):
+            path = f"{prefix}/datasets/{{dataset_id}}{suffix}"
+            app.router.add_route("GET", path, caught_up(handler))
     for path in SERVER_INFO_PATHS:
         app.router.add_get(path, server_info)

@@ -273,6 +273,15 @@ def empty_answer(body: JsonDict) -> Handler:
     return answer
 
 
+async def demo_not_served(request: web.Request) -> web.Response:
+    """MLflow's "Start Demo" generates GenAI traces, evaluations and prompts; runstream serves
+    none of them, so it says so (the UI then opens the experiments list)."""
+    raise FeatureNotImplemented(
+        "The MLflow demo creates GenAI traces, evaluations and prompts, which runstream does "
+        "not serve. Log runs with the mlflow client to see them here."
+    )
+
+
 async def not_found(request: web.Request) -> web.Response:
     raise EndpointNotFound(f"{request.method} {request.path} is not served by runstream.")
 
@@ -313,6 +322,8 @@ def setup_ui(app: web.Application) -> None:
     for method, path, body in EMPTY_ANSWERS:
         for prefix in ("/api", "/ajax-api"):
             _add(app, method, prefix + path, empty_answer(body))
+    for action in ("generate", "delete"):
+        _add(app, "POST", f"/ajax-api/3.0/mlflow/demo/{action}", demo_not_served)
     _add(app, "GET", f"{AJAX}/get-trace-artifact", not_found)
     _add(app, "GET", "/ajax-api/3.0/mlflow/get-trace-artifact", not_found)
     if build is not None and importlib.util.find_spec("graphql") is not None:
