@@ -428,10 +428,8 @@ def failures_anywhere(page: Page, base: str) -> list[str]:
         if not seen.url.startswith(base):
             continue
         path = seen.url[len(base) :].split("?")[0]
-        if (
-            seen.status >= 500
-            and seen.status != 501
-            or (seen.status == 404 and path not in EXPECTED_404)
+        if (seen.status >= 500 and seen.status != 501) or (
+            seen.status == 404 and path not in EXPECTED_404
         ):
             bad.append(f"{seen.status} {seen.method} {path}")
     return bad
