@@ -458,9 +458,14 @@ async def test_register_a_model_set_an_alias_and_list_datasets_in_the_ui(
         await page.click("button", "Register model")
         await asyncio.sleep(1)  # the dialog's opening animation
         await page.click('[role="dialog"] .du-bois-light-select-selector')
+        await asyncio.sleep(0.5)  # the dropdown's opening animation
         await page.click(".mlflow-create-new-model-option")
+        await asyncio.sleep(0.5)
         await page.type_into('[role="dialog"] input:not([role="combobox"])', name)
         await page.click('[data-testid="confirm-register-model"]')
+        # The dialog creates the model, then its version; the logged model's page then lists
+        # the version (leaving earlier could cancel the second request).
+        await page.wait_for_text("Model versions", name, "v1")
         await page.screenshot("registered")
 
         # The Models page shows it with its version; the model's page, its versions.
