@@ -19,6 +19,7 @@ from runstream.api.mlflow.handler_io import request_fields, wait_for
 from runstream.api.mlflow.messages import offset_page_token
 from runstream.api.mlflow.registry_views import model_version_to_json, registered_model_to_json
 from runstream.api.views import JsonDict
+from runstream.ingest import registry_rules as rr
 from runstream.ingest.app_keys import INGESTOR
 from runstream.ingest.registry_commands import model_not_found
 from runstream.resources import PG_POOL
@@ -156,7 +157,7 @@ async def get_model_version_by_alias(request: web.Request) -> web.Response:
     name = rq.model_name(fields)
     alias = rq.alias(fields, reserved=False)
     pool = request.app[PG_POOL]
-    if alias.lower() == "latest":
+    if alias.lower() == rr.LATEST_ALIAS:
         latest = (await q.latest_versions(pool, [name])).get(name) or []
         if not latest:
             if not await q.model_exists(pool, name):

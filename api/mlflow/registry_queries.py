@@ -88,13 +88,6 @@ async def version_by_alias(db: Executor, name: str, alias: str) -> Row | None:
     )
 
 
-async def model_tag_exists(db: Executor, name: str, key: str) -> bool:
-    found = await db.fetchval(
-        "SELECT 1 FROM registered_model_tags WHERE name = $1 AND key = $2", name, key
-    )
-    return found is not None
-
-
 async def search_models(db: Executor, search: Search) -> list[Row]:
     """One page and one look-ahead row of ``search``."""
     sql, args = rs.models_query(

@@ -7,9 +7,7 @@ Each ``parse_*`` checks one message as MLflow's handler schema does (``_assert_r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from runstream.api.mlflow.messages import (
     Fields,
@@ -163,10 +161,6 @@ def parse_search(fields: Fields, *, default: int, limit: int) -> Search:
 
 def stages(fields: Fields) -> tuple[str, ...]:
     return tuple(rr.canonical_stage(s) for s in string_list(fields, "stages"))
-
-
-def query_flag(query: Mapping[str, Any], name: str) -> bool:
-    return str(query.get(name, "false")).lower() == "true"
 
 
 def required_stage(fields: Fields) -> str:
