@@ -492,6 +492,8 @@ async def test_register_a_model_set_an_alias_and_list_datasets_in_the_ui(
         await page.goto(f"{experiment}/datasets")
         await page.wait_for_text("ui-train-set")
         await page.screenshot("datasets")
+        await page.click("a, span, td", "ui-train-set")
+        await page.wait_for_text("Dataset ID: d-")  # its page: datasets/<id>, .../records
 
         # Features runstream does not serve answer without dead ends.
         for path in ("traces", "prompts", "evaluation-runs"):
