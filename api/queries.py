@@ -31,13 +31,13 @@ _RUN = (
 SELECT r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.end_time,
        r.lifecycle_stage, r.artifact_uri,
        ARRAY(SELECT (p.key, p.value) FROM params p
-             WHERE p.run_id = r.run_id ORDER BY p.key) AS params,
+             WHERE p.run_id = r.run_id ORDER BY p.seq) AS params,
        ARRAY(SELECT (t.key, t.value) FROM run_tags t
              WHERE t.run_id = r.run_id ORDER BY t.key) AS tags,
        ARRAY(SELECT (m.key, m.latest_value, m.latest_timestamp, m.latest_step)
              FROM metric_series m
              WHERE m.run_id = r.run_id AND m.latest_step IS NOT NULL
-             ORDER BY m.key) AS metrics,
+             ORDER BY m.series_id) AS metrics,
 """
     + RUN_IO_COLUMNS
     + """

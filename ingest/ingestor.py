@@ -35,12 +35,15 @@ from runstream.ingest.backlog import BacklogGauge
 from runstream.ingest.commands import Absent, Appended, read_reply, script_args
 from runstream.ingest.logged_models import LoggedModelChecks
 from runstream.ingest.model import WriteModel
+from runstream.ingest.registry import RegistryWriter
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
+from runstream.schemas import registry as rg
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
 from runstream.schemas.entries import encode_entries
 from runstream.schemas.errors import (
+    InvalidParameterValue,
     ResourceAlreadyExists,
     RunstreamError,
     TemporarilyUnavailable,
@@ -81,6 +84,9 @@ class Ingestor:
         self.model = WriteModel(redis, pool, self.prefix, self.shards)
         self.backlog = BacklogGauge(redis, self.prefix, settings.backlog_limit)
         self.logged_models = LoggedModelChecks(redis, pool, self.prefix, self.shards, self.model)
+        self.registry = RegistryWriter(
+            redis, pool, self.prefix, self.backlog, settings.read_your_writes_timeout
+        )
         text = resources.files("runstream.ingest").joinpath("append.lua").read_text()
         self._script = redis.register_script(text)
 
@@ -89,6 +95,9 @@ class Ingestor:
     ) -> WriteToken:
         """Append ``events``; ``experiment_created`` events get their id assigned here."""
         rules.check_events(events)
+        if any(rg.is_registry_event(e) for e in events):
+            token, _ = await self.append_registry(events)  # type: ignore[arg-type]
+            return token
         async with _store_errors(self.settings.store_timeout):
             prepared = [
                 await self._assign_id(e) if isinstance(e, ex.ExperimentCreated) else e
@@ -98,6 +107,19 @@ class Ingestor:
             token = await self._append(prepared, idempotency_key)
             await self.logged_models.remember(prepared)
             return token
+
+    async def append_registry(
+        self, events: Sequence[rg.RegistryEvent]
+    ) -> tuple[WriteToken, list[rg.RegistryEvent]]:
+        """Append registry events (alone: they have their own script and shard); returns the
+        events as appended, new model versions numbered."""
+        if not all(rg.is_registry_event(e) for e in events):
+            raise InvalidParameterValue(
+                "Registry events cannot be mixed with other events in one request."
+            )
+        rules.check_events(events)
+        async with _store_errors(self.settings.store_timeout):
+            return await self.registry.append(events)
 
     async def _assign_id(self, event: ex.ExperimentCreated) -> ex.ExperimentCreated:
         experiment_id = await self.model.next_experiment_id()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runstream.ingest import model_rules
+from runstream.ingest import model_rules, registry_rules
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
+from runstream.schemas import registry as rg
 from runstream.schemas import runs as rn
 from runstream.schemas import validation as v
 from runstream.schemas.codec import Event
@@ -39,6 +40,8 @@ def check_events(events: Sequence[Event]) -> int:
             points += check_metrics(event, path)
         elif isinstance(event, model_rules.TRACKED_EVENT_TYPES):
             model_rules.check_event(event, path)
+        elif isinstance(event, rg.REGISTRY_EVENT_TYPES):
+            registry_rules.check_event(event, path)
         elif is_experiment_event(event):
             check_experiment_event(event, path)
         else:

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from runstream.projector import models_plan
 from runstream.projector.models_plan import ModelRows
+from runstream.projector.registry_plan import Statement, registry_statements
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
 from runstream.schemas import metrics as me
+from runstream.schemas import registry as rg
 from runstream.schemas import runs as ru
 from runstream.schemas.codec import Event
 from runstream.schemas.entries import Entry
@@ -106,6 +109,8 @@ class Segment:
     params: dict[tuple[str, str], str] = field(default_factory=dict)
     models: ModelRows = field(default_factory=ModelRows)
     """Logged models, datasets, run inputs and outputs (``models_plan``)."""
+    registry: list[Statement] = field(default_factory=list)
+    """Registry events as statements in stream order (``registry_plan``), applied last."""
     cascade: RunsCascade | None = None
 
     def is_empty(self) -> bool:
@@ -118,6 +123,7 @@ class Segment:
             or self.run_tags
             or self.params
             or not self.models.is_empty()
+            or self.registry
             or self.cascade
         )
 
@@ -214,6 +220,9 @@ class _Planner:
 
     def add(self, event: Event) -> None:
         seg = self.current
+        if isinstance(event, rg.REGISTRY_EVENT_TYPES):
+            seg.registry.extend(registry_statements(event))
+            return
         match event:
             case me.MetricsLogged(run_id=run_id, series=series):
                 for s in series:
@@ -296,7 +305,8 @@ class _Planner:
             case ex.ExperimentTagDeleted():
                 seg.experiment_tags[(int(event.experiment_id), event.key)] = None
             case _ if models_plan.is_planned(event):
-                models_plan.add(seg.models, event)
+                # is_planned checked the type; mypy cannot narrow a union through it.
+                models_plan.add(seg.models, cast(models_plan.PlannedEvent, event))
             case _:
                 raise TypeError(f"no projection for event type {type(event).__name__}")
 

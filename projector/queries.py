@@ -121,11 +121,14 @@ WHERE t.run_id = u.run_id AND t.key = u.key
 """
 
 # Ingest already refused a changed value, so an existing param is the same one.
+# ORDER BY the arrays' order: params.seq (migration 0008) is taken in insertion order, and
+# keeps a run's params in the order they were logged, as MLflow lists them.
 INSERT_PARAMS = """
 INSERT INTO params (run_id, key, value, experiment_id)
 SELECT u.run_id, u.key, u.value, r.experiment_id
-FROM unnest($1::text[], $2::text[], $3::text[]) AS u(run_id, key, value)
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(run_id, key, value, i)
 LEFT JOIN runs r ON r.run_id = u.run_id
+ORDER BY u.i
 ON CONFLICT (run_id, key) DO NOTHING
 """
 
@@ -229,6 +232,12 @@ READ_TABLES = (
     "run_dataset_input_tags",
     "run_model_inputs",
     "run_model_outputs",
+    # projector/registry_plan.py
+    "registered_models",
+    "registered_model_tags",
+    "model_versions",
+    "model_version_tags",
+    "registered_model_aliases",
 )
 
 TRUNCATE_READ_TABLES = f"TRUNCATE {', '.join(READ_TABLES)} RESTART IDENTITY"

@@ -244,6 +244,8 @@ async def _apply_segment(conn: asyncpg.Connection, seg: Segment) -> None:
         )
     if not seg.models.is_empty():
         await models_store.apply(conn, seg.models)
+    for statement in seg.registry:
+        await conn.execute(statement.sql, *statement.args)
     if seg.cascade is not None:
         c = seg.cascade
         await conn.execute(q.CASCADE_RUNS, c.experiment_id, c.lifecycle_stage, c.deleted_time)

@@ -19,7 +19,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import msgpack
 
 from runstream.schemas import constants as c
-from runstream.schemas import experiments, inputs, metrics, models, runs
+from runstream.schemas import experiments, inputs, metrics, models, registry, runs
 from runstream.schemas.errors import EventDecodeError
 from runstream.schemas.metrics import MetricSeries, pack_float64, pack_int64
 from runstream.schemas.validation import INT64_MAX, INT64_MIN
@@ -30,6 +30,7 @@ Event = (
     | metrics.MetricsLogged
     | models.LoggedModelEvent
     | inputs.RunInputEvent
+    | registry.RegistryEvent
 )
 
 EVENT_TYPES: dict[str, type[Any]] = {
@@ -51,6 +52,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         metrics.MetricsLogged,
         *models.LOGGED_MODEL_EVENT_TYPES,
         *inputs.RUN_INPUT_EVENT_TYPES,
+        *registry.REGISTRY_EVENT_TYPES,
     )
 }
 

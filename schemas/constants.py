@@ -196,3 +196,15 @@ def changes_channel(prefix: str) -> str:
     ``{"s": shard, "e": "<newest entry id>", "m": [[run_id, key], ...], "r": [run_id, ...]}``
     with ``m`` the metric series that got points and ``r`` the runs whose row changed."""
     return f"{prefix}:changes"
+
+
+def registry_loaded_key(prefix: str) -> str:
+    """Marker that the registry's write-side model is complete in Redis (loaded whole from
+    PostgreSQL, then kept by the registry script): without it, no registry write is accepted."""
+    return f"{prefix}:regloaded:{{{EXPERIMENT_SHARD}}}"
+
+
+def registered_model_key(prefix: str, name: str) -> str:
+    """Write-side state of one registered model: hash ``top`` (highest version number ever
+    allocated) and ``v:<n>`` for each live version. No TTL: the registry is kept whole."""
+    return f"{prefix}:regmodel:{{{EXPERIMENT_SHARD}}}:{name}"

@@ -177,7 +177,7 @@ STRING_LIMITS: dict[str, int] = {
     "status": 32,
     "name": c.MAX_EXPERIMENT_NAME_LENGTH,
     "key": c.MAX_ENTITY_KEY_LENGTH,
-    "value": c.MAX_EXPERIMENT_TAG_VALUE_LENGTH,
+    "value": max(c.MAX_EXPERIMENT_TAG_VALUE_LENGTH, 100_000),  # registry tags: 100,000
     "model_id": 256,
     "source_run_id": 256,
     "model_type": 500,
@@ -188,6 +188,13 @@ STRING_LIMITS: dict[str, int] = {
     "profile": 16_777_215,
     "dataset_name": 500,
     "dataset_digest": 36,
+    # the model registry (ingest/registry_rules.py checks each with MLflow's message)
+    "description": 100_000,
+    "new_name": 256,
+    "alias": 255,
+    "storage_location": 100_000,
+    "run_link": 100_000,
+    "stage": 32,
 }
 """Characters per string field of any event: the largest of MLflow's limits for a field of
 that name (the routes check the exact limit of each entity, with MLflow's messages)."""
@@ -202,6 +209,8 @@ PAIR_LIMITS: dict[tuple[str, str], tuple[int, int]] = {
     ("logged_model_tags_set", "tags"): (255, c.MAX_TAG_VALUE_LENGTH),
     ("logged_model_params_logged", "params"): (255, c.MAX_PARAM_VALUE_LENGTH),
     ("dataset_input_logged", "tags"): (255, 500),
+    ("registered_model_created", "tags"): (250, 100_000),
+    ("model_version_created", "tags"): (250, 100_000),
 }
 """(key, value) characters per pair field, by event type and field."""
 

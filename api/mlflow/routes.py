@@ -13,7 +13,16 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from runstream.api.mlflow import artifacts, experiments, inputs, metrics, runs
+from runstream.api.mlflow import (
+    artifacts,
+    dataset_search,
+    experiments,
+    inputs,
+    metrics,
+    model_versions,
+    registered_models,
+    runs,
+)
 from runstream.api.mlflow import logged_models as models
 from runstream.api.mlflow.handler_io import catch_up
 from runstream.api.mlflow.history import OrderedHistories
@@ -28,6 +37,7 @@ AJAX_PREFIX = "/ajax-api/2.0/mlflow"
 """Where MLflow's UI calls the same routes."""
 PREFIXES = (API_PREFIX, AJAX_PREFIX)
 SERVER_INFO_PATHS = ("/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info")
+PREFIXES_3 = ("/api/3.0/mlflow", "/ajax-api/3.0/mlflow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,56 @@ TRACKING_ROUTES: tuple[Route, ...] = (
     ),
 )
 
+REGISTRY_ROUTES: tuple[Route, ...] = (
+    # MLflow's ModelRegistryService, same paths, methods and fields (the auth rules of
+    # MLflow's basic-auth app key registered-model permissions by ``name``).
+    Route("POST", "/registered-models/create", registered_models.create_registered_model),
+    Route("POST", "/registered-models/rename", registered_models.rename_registered_model),
+    Route("PATCH", "/registered-models/update", registered_models.update_registered_model),
+    Route("DELETE", "/registered-models/delete", registered_models.delete_registered_model),
+    Route("GET", "/registered-models/get", registered_models.get_registered_model),
+    Route("GET", "/registered-models/search", registered_models.search_registered_models),
+    Route(
+        "POST",
+        "/registered-models/get-latest-versions",
+        registered_models.get_latest_versions,
+        reads=True,
+    ),
+    Route("GET", "/registered-models/get-latest-versions", registered_models.get_latest_versions),
+    Route("POST", "/registered-models/set-tag", registered_models.set_registered_model_tag),
+    Route("DELETE", "/registered-models/delete-tag", registered_models.delete_registered_model_tag),
+    Route("POST", "/registered-models/alias", registered_models.set_registered_model_alias),
+    Route("DELETE", "/registered-models/alias", registered_models.delete_registered_model_alias),
+    Route("GET", "/registered-models/alias", registered_models.get_model_version_by_alias),
+    # Creating a version reads the run or logged model it names (and the versions a
+    # models:/ source names), so it catches up first.
+    Route("POST", "/model-versions/create", model_versions.create_model_version, reads=True),
+    Route("PATCH", "/model-versions/update", model_versions.update_model_version),
+    Route(
+        "POST", "/model-versions/transition-stage", model_versions.transition_model_version_stage
+    ),
+    Route("DELETE", "/model-versions/delete", model_versions.delete_model_version),
+    Route("GET", "/model-versions/get", model_versions.get_model_version),
+    Route("GET", "/model-versions/search", model_versions.search_model_versions),
+    Route("GET", "/model-versions/get-download-uri", model_versions.get_model_version_download_uri),
+    Route("POST", "/model-versions/set-tag", model_versions.set_model_version_tag),
+    Route("DELETE", "/model-versions/delete-tag", model_versions.delete_model_version_tag),
+)
+MODEL_VERSION_ARTIFACT_PATH = "/model-versions/get-artifact"
+"""Outside the API prefixes, as MLflow's Flask app serves it (the UI's model page)."""
+
+V3_ROUTES: tuple[Route, ...] = (
+    # The datasets runs logged, for the UI's Datasets page (api/mlflow/dataset_search.py).
+    Route("POST", "/datasets/search", dataset_search.search_datasets, reads=True),
+    Route("GET", "/datasets/search", dataset_search.search_datasets),
+    Route("GET", "/datasets/{dataset_id}", dataset_search.get_dataset),
+    Route("GET", "/datasets/{dataset_id}/records", dataset_search.get_dataset_records),
+    Route(
+        "GET", "/datasets/{dataset_id}/experiment-ids", dataset_search.get_dataset_experiment_ids
+    ),
+)
+"""Served under ``PREFIXES_3`` only, as MLflow serves them."""
+
 SERVER_INFO = {
     "store_type": "SqlStore",
     "workspaces_enabled": False,
@@ -127,11 +187,14 @@ async def server_info(request: web.Request) -> web.Response:
     return json_response(SERVER_INFO)
 
 
-def add_mlflow_routes(app: web.Application, routes: Iterable[Route]) -> None:
+def add_mlflow_routes(
+    app: web.Application, routes: Iterable[Route], prefixes: Iterable[str] = PREFIXES
+) -> None:
     """Each route under both MLflow prefixes; reading routes catch up first."""
+    prefixes = tuple(prefixes)
     for route in routes:
         handler = caught_up(route.handler) if route.catches_up else route.handler
-        for prefix in PREFIXES:
+        for prefix in prefixes:
             app.router.add_route(route.method, prefix + route.path, handler)
 
 
@@ -158,5 +221,10 @@ def setup_mlflow_routes(app: web.Application, settings: Settings) -> None:
     use_ingestor(app, settings)
     app[metrics.ORDERED_HISTORIES] = OrderedHistories()
     add_mlflow_routes(app, TRACKING_ROUTES)
+    add_mlflow_routes(app, REGISTRY_ROUTES)
+    app.router.add_get(
+        MODEL_VERSION_ARTIFACT_PATH, caught_up(model_versions.get_model_version_artifact)
+    )
+    add_mlflow_routes(app, V3_ROUTES, PREFIXES_3)
     for path in SERVER_INFO_PATHS:
         app.router.add_get(path, server_info)

@@ -9,7 +9,7 @@ never imported: importing ``mlflow`` costs seconds and hundreds of MB.
 
 The UI also calls routes outside MLflow's protobuf service table. Those the tracking pages need
 are served here (``get-artifact``, ``metrics/get-history-bulk``, logged-model artifact files,
-``/version``); for the features runstream does not have (model registry, traces, prompts,
+``/version``); for the features runstream does not have (traces, prompts,
 gateway, ...) the UI gets what MLflow answers for an empty store (see ``EMPTY_ANSWERS``), so its
 pages render "nothing here yet" instead of an error banner. See docs/ui.md.
 """
@@ -254,9 +254,6 @@ async def gateway_proxy(request: web.Request) -> web.Response:
 
 
 EMPTY_ANSWERS: tuple[tuple[str, str, JsonDict], ...] = (
-    # Model registry: MLflow's answers for a registry with no models (page shows "no models").
-    ("GET", "/2.0/mlflow/registered-models/search", {}),
-    ("GET", "/2.0/mlflow/model-versions/search", {}),
     # Traces: no traces, no trace metrics (the GenAI pages show their empty states).
     ("GET", "/2.0/mlflow/traces", {}),
     ("POST", "/3.0/mlflow/traces/search", {}),
@@ -278,6 +275,15 @@ def empty_answer(body: JsonDict) -> Handler:
         return json_response(body)
 
     return answer
+
+
+async def demo_not_served(request: web.Request) -> web.Response:
+    """MLflow's "Start Demo" generates GenAI traces, evaluations and prompts; runstream serves
+    none of them, so it says so (the UI then opens the experiments list)."""
+    raise FeatureNotImplemented(
+        "The MLflow demo creates GenAI traces, evaluations and prompts, which runstream does "
+        "not serve. Log runs with the mlflow client to see them here."
+    )
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -326,7 +332,10 @@ def ui_routes(build: UiBuild | None) -> list[Route]:
             for method, path, body in EMPTY_ANSWERS
             for prefix in ("/api", "/ajax-api")
         ),
-        Route("GET", "/model-versions/get-artifact", not_found),
+        *(
+            Route("POST", f"/ajax-api/3.0/mlflow/demo/{action}", demo_not_served)
+            for action in ("generate", "delete")
+        ),
         Route("GET", f"{AJAX}/get-trace-artifact", not_found),
         Route("GET", "/ajax-api/3.0/mlflow/get-trace-artifact", not_found),
     ]

@@ -137,6 +137,42 @@ class Page:
                 raise AssertionError(f"{missing} not on the page, which shows:\n{text[:3000]}")
             await asyncio.sleep(0.3)
 
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    async def click(self, selector: str, text: str | None = None, *, exact: bool = True) -> None:
+        """A real mouse click on the last visible element matching ``selector`` (and whose
+        text is, or with ``exact=False`` contains, ``text``), waiting for it to appear: React
+        handlers see a user's click."""
+        test = "t === want" if exact else "t.includes(want)"
+        find = f"""(() => {{
+            const want = {json.dumps(text)};
+            const els = [...document.querySelectorAll({json.dumps(selector)})].filter(e => {{
+                const t = e.textContent.trim();
+                return e.getClientRects().length > 0 && (want === null || {test});
+            }});
+            if (!els.length) return null;
+            const el = els[els.length - 1];
+            el.scrollIntoView({{block: "center"}});
+            const r = el.getBoundingClientRect();
+            return [r.x + r.width / 2, r.y + r.height / 2];
+        }})()"""
+        deadline = time.monotonic() + PAGE_TIMEOUT
+        while (point := await self.evaluate(find)) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {selector} {text!r} on the page:\n{await self.text()}")
+            await asyncio.sleep(0.3)
+        x, y = point
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            await self.call(
+                "Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1
+            )
+
+    async def type_into(self, selector: str, text: str) -> None:
+        await self.click(selector)
+        await self.call("Input.insertText", text=text)
+
     async def screenshot(self, name: str) -> None:
         folder = os.environ.get("RUNSTREAM_TEST_SCREENSHOTS")
         if folder:
@@ -349,3 +385,136 @@ def test_static_file_refuses_paths_that_leave_the_build(tmp_path: Path) -> None:
     assert ui.static_file(root, "static/a.js") == root / "static" / "a.js"
     for bad in ("../x", "static/../../x", "/etc/passwd", "static//a.js", "static", "", "a\\b"):
         assert ui.static_file(root, bad) is None
+
+
+# -- model registry, datasets, and the features runstream does not serve ---------------------------
+
+
+@dataclass(frozen=True)
+class Trained:
+    experiment_id: str
+    run_id: str
+    model_id: str
+
+
+def train_and_log(uri: str, workdir: Path) -> Trained:
+    """A run that logged params and metrics in a known order, a dataset and an sklearn model."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.set_experiment(f"ui-registry-{workdir.name}")
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [2.0, 4.0, 6.0]})
+    with mlflow.start_run(run_name="ui-model-run") as run:
+        mlflow.log_param("zz_param", "first")
+        mlflow.log_param("aa_param", "second")
+        mlflow.log_metric("zz_metric", 1.0)
+        mlflow.log_metric("aa_metric", 2.0)
+        mlflow.log_input(mlflow.data.from_pandas(frame, name="ui-train-set"), context="training")
+        model = LinearRegression().fit(np.array([[1.0], [2.0]]), np.array([2.0, 4.0]))
+        info = mlflow.sklearn.log_model(model, name="model")
+    return Trained(experiment.experiment_id, run.info.run_id, info.model_id)
+
+
+NOT_SERVED = ("/ajax-api/3.0/mlflow/demo/generate",)
+"""Routes that answer NOT_IMPLEMENTED with a message (the UI then opens the experiments)."""
+
+
+def failures_anywhere(page: Page, base: str) -> list[str]:
+    """Every 5xx and every 404 of this server, but MLflow's own expected 404s and the
+    NOT_IMPLEMENTED answers of ``NOT_SERVED``."""
+    bad = []
+    for seen in page.seen:
+        if not seen.url.startswith(base):
+            continue
+        path = seen.url[len(base) :].split("?")[0]
+        said_so = seen.status == 501 and path in NOT_SERVED
+        if (seen.status >= 500 and not said_so) or (
+            seen.status == 404 and path not in EXPECTED_404
+        ):
+            bad.append(f"{seen.status} {seen.method} {path}")
+    return bad
+
+
+@needs_chromium
+async def test_register_a_model_set_an_alias_and_list_datasets_in_the_ui(
+    server: str, tmp_path: Path, mlflow_env: None, http: aiohttp.ClientSession
+) -> None:
+    assert CHROMIUM is not None
+    trained = await asyncio.to_thread(train_and_log, server, tmp_path)
+    name = f"ui-registered-{tmp_path.name}"[:60]
+    experiment = f"{server}/#/experiments/{trained.experiment_id}"
+    async with browser_page(CHROMIUM) as page:
+        # The run's page lists params and metrics in the order they were logged.
+        await page.goto(f"{experiment}/runs/{trained.run_id}")
+        text = await page.wait_for_text("ui-model-run", "zz_param", "aa_param", "aa_metric")
+        assert text.index("zz_param") < text.index("aa_param")
+        assert text.index("zz_metric") < text.index("aa_metric")
+
+        # From the run's page to its logged model, and register it as a new model.
+        await page.click(f'a[href*="{trained.model_id}"]')
+        await page.wait_for_text("Register model")
+        await page.click("button", "Register model")
+        await asyncio.sleep(1)  # the dialog's opening animation
+        await page.click('[role="dialog"] .du-bois-light-select-selector')
+        await asyncio.sleep(0.5)  # the dropdown's opening animation
+        await page.click(".mlflow-create-new-model-option")
+        await asyncio.sleep(0.5)
+        await page.type_into('[role="dialog"] input:not([role="combobox"])', name)
+        await page.click('[data-testid="confirm-register-model"]')
+        # The dialog creates the model, then its version; the logged model's page then lists
+        # the version (leaving earlier could cancel the second request).
+        await page.wait_for_text("Model versions", name, "v1")
+        await page.screenshot("registered")
+
+        # The Models page shows it with its version; the model's page, its versions.
+        await page.goto(f"{server}/#/models")
+        await page.wait_for_text(name, "Version 1")
+        await page.goto(f"{server}/#/models/{name}")
+        await page.wait_for_text(name, "Version 1")
+
+        # Set an alias from the model's page, and see it there.
+        await page.click("button", "Add")
+        await asyncio.sleep(1)
+        await page.type_into('[role="dialog"] input', "champion")
+        await page.call("Input.dispatchKeyEvent", type="keyDown", key="Enter", code="Enter",
+                        windowsVirtualKeyCode=13)  # fmt: skip
+        await page.call("Input.dispatchKeyEvent", type="keyUp", key="Enter", code="Enter",
+                        windowsVirtualKeyCode=13)  # fmt: skip
+        await page.click("button", "Save aliases")
+        await asyncio.sleep(1)
+        await page.goto(f"{server}/#/models/{name}/versions/1")
+        await page.wait_for_text("Aliases", "champion")
+        await page.screenshot("model-aliases")
+
+        # The Datasets page lists what the run logged with mlflow.log_input.
+        await page.goto(f"{experiment}/datasets")
+        await page.wait_for_text("ui-train-set")
+        await page.screenshot("datasets")
+        await page.click("a, span, td", "ui-train-set")
+        await page.wait_for_text("Dataset ID: d-")  # its page: datasets/<id>, .../records
+
+        # Features runstream does not serve answer without dead ends.
+        for path in ("traces", "prompts", "evaluation-runs"):
+            await page.goto(f"{experiment}/{path}")
+            await asyncio.sleep(2)
+        await page.goto(f"{server}/#/prompts")
+        await asyncio.sleep(2)
+        await page.goto(f"{server}/#/")
+        await page.click("button", "Start Demo")
+        deadline = time.monotonic() + PAGE_TIMEOUT
+        while not str(await page.evaluate("location.hash")).startswith("#/experiments"):
+            assert time.monotonic() < deadline, "Start Demo did not lead anywhere"
+            await asyncio.sleep(0.3)
+
+    ajax = f"{server}/ajax-api/2.0/mlflow"
+    async with http.get(
+        f"{ajax}/registered-models/alias", params={"name": name, "alias": "champion"}
+    ) as resp:
+        assert resp.status == 200
+        version = (await resp.json())["model_version"]
+    assert (version["version"], version["run_id"]) == ("1", trained.run_id)
+    assert failures_anywhere(page, server) == []
+    demo = [s for s in page.seen if s.url.endswith("/demo/generate")]
+    assert [s.status for s in demo] == [501]

@@ -193,11 +193,12 @@ RUN_A_JSON = {
         "run_id": RUN_A,
     },
     "data": {
+        # Params and metrics in the order they were logged, as MLflow's server lists them.
         "metrics": [
-            {"key": "acc", "value": 0.75, "timestamp": 20, "step": 1},
             {"key": "loss/train step", "value": -2.25, "timestamp": 15, "step": 7},
+            {"key": "acc", "value": 0.75, "timestamp": 20, "step": 1},
         ],
-        "params": [{"key": "layers", "value": "3"}, {"key": "lr", "value": "0.01"}],
+        "params": [{"key": "lr", "value": "0.01"}, {"key": "layers", "value": "3"}],
         "tags": [{"key": "mlflow.runName", "value": "older"}, {"key": "note", "value": ""}],
     },
     "inputs": {},
@@ -276,9 +277,9 @@ async def test_latest_non_finite_metric_is_mlflow_string(
     assert '"value":-0.0' in text
     metrics = orjson.loads(text)["run"]["data"]["metrics"]
     assert metrics == [
-        {"key": "m", "value": "-Infinity", "timestamp": INT64_MIN, "step": INT64_MAX},
         {"key": "n", "value": "NaN", "timestamp": INT64_MIN, "step": INT64_MAX},
         {"key": "p", "value": "Infinity", "timestamp": INT64_MIN, "step": INT64_MAX},
+        {"key": "m", "value": "-Infinity", "timestamp": INT64_MIN, "step": INT64_MAX},
         {"key": "z", "value": -0.0, "timestamp": INT64_MIN, "step": INT64_MAX},
     ]
 

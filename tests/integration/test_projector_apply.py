@@ -55,7 +55,13 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, list[tuple[Any, ...]]]
         ),
         "runs": await table(conn, "SELECT * FROM runs ORDER BY run_id"),
         "run_tags": await table(conn, "SELECT * FROM run_tags ORDER BY run_id, key"),
-        "params": await table(conn, "SELECT * FROM params ORDER BY run_id, key"),
+        # seq's values differ between live batches and replay; a run's order of them may not.
+        "params": await table(
+            conn,
+            "SELECT run_id, key, value, experiment_id,"
+            " rank() OVER (PARTITION BY run_id ORDER BY seq) AS logged_order"
+            " FROM params ORDER BY run_id, key",
+        ),
         "metric_series": await table(
             conn,
             "SELECT run_id, key, point_count, chunk_count, tail_count, latest_step,"
@@ -235,11 +241,12 @@ async def test_every_event_type_projected(
             (RUN_B, "src", "nb", 2),
             (RUN_B, "t", "2", 2),
         ]
+        # (run, key, value, experiment, logged order): lr was logged before bs.
         assert snap["params"] == [
-            (RUN_A, "bs", "32", 1),
-            (RUN_A, "lr", "0.1", 1),
-            (RUN_B, "bs", "32", 2),
-            (RUN_B, "lr", "0.1", 2),
+            (RUN_A, "bs", "32", 1, 2),
+            (RUN_A, "lr", "0.1", 1, 1),
+            (RUN_B, "bs", "32", 2, 2),
+            (RUN_B, "lr", "0.1", 2, 1),
         ]
         series_rows = {(r[0], r[1]): r[2:] for r in snap["metric_series"]}
         # loss: 8 points in chunks of 5; latest = greatest step I64_MAX (value NaN).

@@ -31,8 +31,11 @@ def test_every_route_comes_from_a_table() -> None:
     expected: set[tuple[str, str]] = set()
     for n in native.ROUTES:
         expected.add((n.method, n.path))
-    for m in mlflow.TRACKING_ROUTES:
+    for m in (*mlflow.TRACKING_ROUTES, *mlflow.REGISTRY_ROUTES):
         expected |= {(m.method, canonical(prefix + m.path)) for prefix in mlflow.PREFIXES}
+    for m in mlflow.V3_ROUTES:
+        expected |= {(m.method, canonical(prefix + m.path)) for prefix in mlflow.PREFIXES_3}
+    expected.add(("GET", mlflow.MODEL_VERSION_ARTIFACT_PATH))
     for path in mlflow.SERVER_INFO_PATHS:
         expected.add(("GET", path))
     handlers = ArtifactHandlers(max_json_bytes=1)

@@ -854,19 +854,12 @@ def test_client_sees_endpoint_not_found(compat_target: Target) -> None:
     assert raised.value.error_code == "ENDPOINT_NOT_FOUND"
 
 
-@pytest.mark.skipif(TARGET == "mlflow", reason="MLflow serves the model registry and traces")
+@pytest.mark.skipif(TARGET == "mlflow", reason="MLflow serves traces")
 def test_out_of_scope_calls_answer_endpoint_not_found(unique: str) -> None:
-    """Model registry, traces and prompts are out of runstream's tracking scope: the client's
-    calls fail with ENDPOINT_NOT_FOUND, as against any server without them. (The searches the
-    UI makes on page load answer empty lists instead: api/ui/routes.py.)"""
+    """Traces are out of runstream's tracking scope: the client's calls fail with
+    ENDPOINT_NOT_FOUND, as against any server without them. (The searches the UI makes on
+    page load answer empty lists instead: api/ui/routes.py.)"""
     client = MlflowClient()
-    calls = [
-        lambda: client.create_registered_model(f"reg-{unique}"),
-        lambda: client.get_model_version(f"reg-{unique}", "1"),
-        lambda: client.get_trace("tr-0123456789abcdef0123456789abcdef"),
-        lambda: mlflow.register_model(f"runs:/{'0' * 32}/model", f"reg-{unique}"),
-    ]
-    for call in calls:
-        with pytest.raises(MlflowException) as raised:
-            call()
-        assert raised.value.error_code == "ENDPOINT_NOT_FOUND", raised.value
+    with pytest.raises(MlflowException) as raised:
+        client.get_trace("tr-0123456789abcdef0123456789abcdef")
+    assert raised.value.error_code == "ENDPOINT_NOT_FOUND", raised.value
