@@ -73,6 +73,10 @@ def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Applica
         if part in parts:
             room_setup(part)(app, settings)
     use_stores(app, settings)
+    if settings.auth == "basic":
+        from runstream.auth import setup_auth
+
+        setup_auth(app, settings)
     if not any(
         resource.canonical == "/health" for resource in app.router.resources()
     ):  # a part without the api still answers the orchestrator's health checks

@@ -18,6 +18,8 @@ from runstream.schemas import constants as c
 from runstream.schemas.errors import ConfigurationError
 
 ENV_PREFIX = "RUNSTREAM_"
+AUTH_MODES = ("none", "basic")
+DEFAULT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,19 @@ class Settings:
     run_projector: bool = True
     """Whether ``runstream server`` runs a projector in-process."""
 
+    auth: str = "none"
+    """``basic`` turns on users, tokens and permissions on every route; ``none`` is open."""
+    admin_username: str = "admin"
+    """The first admin, created on an empty user store when auth is on."""
+    admin_password: str | None = None
+    """Password of the first admin (12 characters at least); only read on an empty store."""
+    default_permission: str = "READ"
+    """Permission on an experiment or registered model without a grant (READ, USE, EDIT,
+    MANAGE or NO_PERMISSIONS), as MLflow's ``default_permission``."""
+    auth_cache_seconds: float = 30.0
+    """How long a verified credential is trusted in-process; changes elsewhere reach every
+    process within a second through a generation counter in Redis."""
+
     extra: Mapping[str, Any] = field(default_factory=dict, metadata={"settable": False})
 
     @classmethod
@@ -108,6 +123,17 @@ class Settings:
                     raise ConfigurationError(
                         f"RUNSTREAM_{name.upper()}={value!r}: scheme must be one of {allowed}"
                     )
+        if self.auth not in AUTH_MODES:
+            raise ConfigurationError(f"RUNSTREAM_AUTH={self.auth!r}: must be one of {AUTH_MODES}")
+        if self.default_permission not in DEFAULT_PERMISSIONS:
+            raise ConfigurationError(
+                f"RUNSTREAM_DEFAULT_PERMISSION={self.default_permission!r}: must be one of "
+                f"{DEFAULT_PERMISSIONS}"
+            )
+        if self.auth_cache_seconds < 0:
+            raise ConfigurationError(
+                f"RUNSTREAM_AUTH_CACHE_SECONDS={self.auth_cache_seconds}: must be >= 0"
+            )
         if not self.stream_prefix or any(ch in self.stream_prefix for ch in " {}"):
             raise ConfigurationError(
                 f"RUNSTREAM_STREAM_PREFIX={self.stream_prefix!r}: no spaces or braces"

@@ -13,6 +13,7 @@ import asyncpg
 
 from runstream.api.mlflow import search_filter as sf
 from runstream.api.mlflow import search_sql as sq
+from runstream.web import Visibility
 
 SEARCH_MAX_RESULTS_DEFAULT = sq.SEARCH_MAX_RESULTS_DEFAULT
 
@@ -75,8 +76,10 @@ async def search_experiments(
     filter_string: str = "",
     order_by: Sequence[str] = (),
     page_token: str | None = None,
+    visible: Visibility | None = None,
 ) -> tuple[list[asyncpg.Record], str | None]:
-    """Experiment rows (columns ``search_sql.EXPERIMENT_COLUMNS``) and the next page token."""
+    """Experiment rows (columns ``search_sql.EXPERIMENT_COLUMNS``) and the next page token;
+    only those ``visible`` allows (auth: what the caller may read)."""
     sq.check_max_results(max_results)
     stages = sq.view_stages(view_type)
     filters = sf.parse_experiments_filter(filter_string)
@@ -88,6 +91,7 @@ async def search_experiments(
         order_by=ordering,
         offset=offset,
         limit=max_results + 1,
+        visible=visible,
     )
     rows = await _fetch(conn, query)
     return rows[:max_results], sq.next_page_token(offset, max_results, len(rows))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from runstream.api.mlflow import search_filter as sf
 from runstream.schemas.errors import InvalidParameterValue
+from runstream.web import Visibility
 
 SEARCH_MAX_RESULTS_DEFAULT = 1000
 SEARCH_MAX_RESULTS_THRESHOLD = 50000
@@ -499,10 +500,15 @@ def experiments_query(
     order_by: Sequence[sf.OrderBy] = (),
     offset: int = 0,
     limit: int | None = None,
+    visible: Visibility | None = None,
 ) -> Query:
-    """Experiment rows (``EXPERIMENT_COLUMNS``) in MLflow's ``search_experiments`` order."""
+    """Experiment rows (``EXPERIMENT_COLUMNS``) in MLflow's ``search_experiments`` order,
+    limited to ``visible`` (the caller's readable experiments) when given."""
     arg = _Args()
     where = [f"e.lifecycle_stage = ANY({arg(list(stages), '::text[]')})"]
+    if visible is not None:
+        ids = arg(sorted(int(i) for i in visible.exceptions if i.isdigit()), "::bigint[]")
+        where.append(f"{'NOT ' if visible.default else ''}(e.experiment_id = ANY({ids}))")
     where.extend(_experiment_condition(c, arg) for c in filters)
     keys = [f"{_EXPERIMENT_COLUMNS[o.column]} {'ASC' if o.ascending else 'DESC'}" for o in order_by]
     if not any(o.column == "experiment_id" for o in order_by):
