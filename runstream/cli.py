@@ -201,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(handler=_cmd_replay)
 
+    users = command(
+        "users",
+        "Manage users, admin rights and API tokens (auth, docs/auth.md); embedded stores if "
+        "no URL.",
+    )
+    from runstream.auth.admin import add_users_arguments
+
+    add_users_arguments(users)
+    users.set_defaults(handler=_cmd_users)
+
     sync = command("sync", "Upload runs the SDK spooled to disk while offline.", settings=False)
     sync.add_argument("--url", default=None, help="server URL (default: the SDK's own default)")
     sync.add_argument("--spool-dir", type=Path, default=None, help="spool folder")
@@ -371,6 +381,26 @@ def _cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         result = asyncio.run(replay(settings, batch=args.batch or REPLAY_BATCH))
     print(result)
     return 0
+
+
+def _cmd_users(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from runstream.auth.admin import run_users
+    from runstream.projector.migrations import migrate_dsn
+    from runstream.schemas.errors import RunstreamError
+
+    settings, stores = _with_stores(settings_from(args, environ), redis=True)
+    try:
+        assert settings.database_url
+        asyncio.run(migrate_dsn(settings.database_url))
+        return asyncio.run(run_users(settings, args))
+    except ConfigurationError:
+        raise
+    except RunstreamError as error:
+        print(f"runstream: error: {error.message}", file=sys.stderr)
+        return 1
+    finally:
+        if stores is not None:
+            stores.stop()
 
 
 def _cmd_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

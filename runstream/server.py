@@ -74,7 +74,7 @@ def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Applica
             room_setup(part)(app, settings)
     use_stores(app, settings)
     if settings.auth == "basic":
-        from runstream.auth import setup_auth
+        from runstream.auth.app import setup_auth
 
         setup_auth(app, settings)
     if not any(

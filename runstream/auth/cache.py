@@ -102,7 +102,7 @@ class AuthCache:
                 until = self.clock() + max(0.0, left)
         else:
             record = await self.store.password_hash(parsed.username)
-            stored = record[1] if record is not None else cr.DUMMY_HASH
+            stored = record[1] if record is not None else cr.dummy_hash()
             # argon2 takes tens of ms of CPU: off the event loop.
             ok = await asyncio.to_thread(cr.verify_password, stored, parsed.password)
             if record is None or not ok:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -58,8 +59,10 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-DUMMY_HASH = hash_password("not a password of anyone")
-"""Verified against when the user does not exist, so timing does not tell who exists."""
+@functools.cache
+def dummy_hash() -> str:
+    """Verified against when the user does not exist, so timing does not tell who exists."""
+    return hash_password("not a password of anyone")
 
 
 def new_token() -> str:
