@@ -456,23 +456,30 @@ def _with_events(batch: Batch, events: list[dict[str, Any]]) -> Batch:
 
 # -- one sender per server per process ----------------------------------------------------------
 
-_registry: dict[str, Sender] = {}
+_registry: dict[tuple[str, tuple[tuple[str, str], ...]], Sender] = {}
 _registry_lock = threading.Lock()
 
 
+def _sender_key(config: ClientConfig) -> tuple[str, tuple[tuple[str, str], ...]]:
+    # Runs that send different credentials (tokens of two users) must not share a sender.
+    return config.url, tuple(sorted(config.headers.items()))
+
+
 def sender_for(config: ClientConfig) -> Sender:
-    """The process's sender for ``config.url``, created on first use."""
+    """The process's sender for ``config.url`` and its credentials, created on first use."""
+    key = _sender_key(config)
     with _registry_lock:
-        sender = _registry.get(config.url)
+        sender = _registry.get(key)
         if sender is None or sender._stopping:
-            sender = _registry[config.url] = Sender(config)
+            sender = _registry[key] = Sender(config)
         return sender
 
 
 def _forget_sender(sender: Sender) -> None:
+    key = _sender_key(sender.config)
     with _registry_lock:
-        if _registry.get(sender.config.url) is sender:
-            del _registry[sender.config.url]
+        if _registry.get(key) is sender:
+            del _registry[key]
 
 
 def live_senders() -> list[Sender]:
