@@ -73,8 +73,8 @@ def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Applica
         if part in parts:
             room_setup(part)(app, settings)
     use_stores(app, settings)
-    if settings.auth == "basic":
-        from runstream.auth.app import setup_auth
+    if settings.auth == "basic" and set(parts) & {"ingest", "api"}:
+        from runstream.auth.app import setup_auth  # a projector alone serves only /health
 
         setup_auth(app, settings)
     if not any(

@@ -110,6 +110,8 @@ def test_each_service_runs_its_command_with_valid_settings(
     assert settings.artifacts_url and settings.artifacts_url.startswith("s3://")
     assert settings.s3_endpoint_url == "http://minio:9000"
     assert settings.host == "0.0.0.0"
+    assert settings.auth == "basic"  # on by default; the admin's password from the environment
+    assert settings.admin_password is None
     assert "/health" in " ".join(service["healthcheck"]["test"])
     depends = service["depends_on"]
     assert depends["postgres"]["condition"] == "service_healthy"
