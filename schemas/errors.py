@@ -162,5 +162,5 @@ class PermissionDenied(RunstreamError):
 
     error_code = "PERMISSION_DENIED"
     http_status = 403
-    sqlstate = None
-    error_class = None
+    sqlstate = "KAM00"
+    error_class = "PERMISSION_DENIED"
