@@ -86,6 +86,18 @@ class Settings:
     auth_cache_seconds: float = 30.0
     """How long a verified credential is trusted in-process; changes elsewhere reach every
     process within a second through a generation counter in Redis."""
+    oidc_issuer: str | None = None
+    """With auth on: also accept this OpenID Connect issuer's JWTs as bearer tokens."""
+    oidc_audience: str | None = None
+    """The audience (``aud``) those tokens must carry; required with the issuer."""
+    oidc_jwks_url: str | None = None
+    """The issuer's signing keys; unset: ``jwks_uri`` of its discovery document."""
+    oidc_username_claim: str = "sub"
+    """The claim that names the runstream user (created on first sign-in)."""
+    oidc_admin_claim: str = "groups"
+    """The claim (a string or a list) that can make a user admin."""
+    oidc_admin_value: str | None = None
+    """The value of that claim that makes an admin; unset: admins come from runstream only."""
 
     extra: Mapping[str, Any] = field(default_factory=dict, metadata={"settable": False})
 
@@ -129,6 +141,11 @@ class Settings:
             raise ConfigurationError(
                 f"RUNSTREAM_DEFAULT_PERMISSION={self.default_permission!r}: must be one of "
                 f"{DEFAULT_PERMISSIONS}"
+            )
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ConfigurationError(
+                "RUNSTREAM_OIDC_AUDIENCE is not set: tokens of RUNSTREAM_OIDC_ISSUER are only "
+                "accepted for a named audience"
             )
         if self.auth_cache_seconds < 0:
             raise ConfigurationError(

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from runstream.auth.cache import AuthCache
 from runstream.auth.guard import AUTH, Auth, auth_middleware
+from runstream.auth.oidc import OidcVerifier
 from runstream.auth.permissions import BY_NAME
 from runstream.auth.resolver import Resolver
 from runstream.auth.routes import add_auth_routes
@@ -45,7 +46,11 @@ def setup_auth(app: web.Application, settings: Settings) -> None:
         await bootstrap_admin(store, settings)
         app[AUTH] = Auth(
             store=store,
-            cache=AuthCache(store, settings.auth_cache_seconds),
+            cache=AuthCache(
+                store,
+                settings.auth_cache_seconds,
+                oidc=OidcVerifier(settings) if settings.oidc_issuer else None,
+            ),
             resolver=Resolver(app[REDIS], app[PG_POOL], settings.stream_prefix, settings.shards),
             default=BY_NAME[settings.default_permission],
             max_body_bytes=settings.max_body_bytes,

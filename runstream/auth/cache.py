@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from runstream.auth import credentials as cr
+from runstream.auth.oidc import OidcVerifier, looks_like_jwt
 from runstream.auth.permissions import Principal
 from runstream.auth.store import AuthStore, User, generation_key
 from runstream.schemas.errors import Unauthenticated
@@ -30,9 +31,11 @@ class AuthCache:
         store: AuthStore,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        oidc: OidcVerifier | None = None,
     ) -> None:
         self.store = store
         self.ttl = ttl
+        self.oidc = oidc
         self.clock = clock
         self._entries: dict[bytes, tuple[float, Principal]] = {}
         self._pending: dict[bytes, asyncio.Future[Principal]] = {}
@@ -92,6 +95,14 @@ class AuthCache:
             raise Unauthenticated("Malformed Authorization header: use Basic or Bearer.")
         until = float("inf")
         user: User | None
+        if isinstance(parsed, cr.BearerToken) and self.oidc and looks_like_jwt(parsed.token):
+            identity = await self.oidc.identity(parsed.token)
+            user = await self.store.provisioned_user(identity.username)
+            left = (identity.expires_at - datetime.now(UTC)).total_seconds()
+            principal = await self.store.principal(user)
+            if identity.is_admin and not principal.is_admin:
+                principal = Principal(principal.user_id, principal.username, True, principal.grants)
+            return principal, self.clock() + max(0.0, left)
         if isinstance(parsed, cr.BearerToken):
             found = await self.store.token_owner(cr.token_digest(parsed.token))
             if found is None:

@@ -28,6 +28,8 @@ from runstream.schemas.errors import (
 )
 
 AUDIT_SHARD = -1
+NO_PASSWORD = "!"
+"""The password hash of a user who signs in through the identity provider: matches nothing."""
 AUDIT_FORMAT_VERSION = 1
 
 
@@ -206,6 +208,25 @@ class AuthStore:
                 password_hash,
             )
             await _audit(conn, "runstream", "admin_bootstrapped", username=username)
+        return _user(row)
+
+    async def provisioned_user(self, username: str) -> User:
+        """The user an identity provider vouched for, created without a password on first
+        sign-in (so grants can name them before or after)."""
+        row = await self.pool.fetchrow(
+            "SELECT user_id, username, is_admin FROM auth_users WHERE username = $1", username
+        )
+        if row is not None:
+            return _user(row)
+        async with self._change() as conn:
+            row = await conn.fetchrow(
+                "INSERT INTO auth_users (username, password_hash) VALUES ($1, $2)"
+                " ON CONFLICT (username) DO UPDATE SET username = excluded.username"
+                " RETURNING user_id, username, is_admin",
+                username,
+                NO_PASSWORD,
+            )
+            await _audit(conn, "oidc", "user_provisioned", username=username)
         return _user(row)
 
     async def update_password(self, actor: str, username: str, password: str) -> None:

@@ -170,10 +170,8 @@ async def test_native_routes_follow_permissions(url: str, http: aiohttp.ClientSe
     status, _ = await call(http, "POST", f"{url}{NATIVE}/events", {}, events)
     assert status == 401
 
-    query = {
-        "query": 'query { mlflowGetExperiment(input: {experimentId: "%s"}) { experiment { name } } }'
-        % secret
-    }
+    wanted = 'mlflowGetExperiment(input: {experimentId: "' + secret + '"})'
+    query = {"query": "query { " + wanted + " { experiment { name } } }"}
     status, answer = await call(http, "POST", f"{url}/graphql", me, query)
     assert status == 200 and answer["errors"] and "Permission denied" in answer["errors"][0]
     status, answer = await call(http, "POST", f"{url}/graphql", basic(ADMIN), query)
