@@ -30,7 +30,7 @@ from runstream.auth.permissions import (
     Principal,
 )
 from runstream.auth.resolver import Resolver
-from runstream.auth.rules import Access, Locator, Rule, Target, Where, rule_for
+from runstream.auth.rules import Access, After, Locator, Rule, Target, Where, rule_for
 from runstream.auth.store import AuthStore
 from runstream.schemas.errors import InvalidParameterValue, PermissionDenied
 from runstream.web import (
@@ -130,13 +130,15 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if rule is not None and response.status == 200:
         if rule.access is Access.CREATE and rule.created is not None:
             await _grant_creator(auth, principal, rule.created, response)
+        elif rule.after is not None:
+            await _follow_model(request, auth, principal, rule.after)
         elif rule.filtered and not principal.is_admin and rule.target is None:
             _filter_registry(request, auth, principal, response)
     return response
 
 
 async def _check(request: web.Request, auth: Auth, principal: Principal, rule: Rule) -> None:
-    if rule.access in (Access.ADMIN,):
+    if rule.access is Access.ADMIN:
         raise denied("admin only")
     request[VISIBILITY] = Visibility(
         auth.default.can_read, principal.readable_exceptions(EXPERIMENT, auth.default)
@@ -253,7 +255,10 @@ async def _grant_creator(
     if not isinstance(body, dict):
         return
     if created is Target.EXPERIMENT:
-        if body.get("created") is False:  # get-or-create found an existing experiment
+        if body.get("created") is False:  # get-or-create found an existing experiment:
+            existing = str(body.get("experiment_id"))  # its id only for who may read it
+            if not principal.may(Action.READ, EXPERIMENT, existing, auth.default):
+                raise denied(f"READ on experiment {existing}")
             return
         kind, resource_id = EXPERIMENT, body.get("experiment_id")
     else:
@@ -264,6 +269,22 @@ async def _grant_creator(
     if principal.grants.get((kind, resource_id)) == MANAGE.name:
         return
     await auth.store.grant("runstream", principal.username, kind, resource_id, MANAGE.name)
+    auth.cache.clear()
+
+
+async def _follow_model(
+    request: web.Request, auth: Auth, principal: Principal, after: After
+) -> None:
+    body = await _json_body(request, auth) if request.can_read_body else dict(request.query)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        return
+    name = body["name"]
+    if after is After.RENAME_MODEL and isinstance(body.get("new_name"), str):
+        await auth.store.rename_resource(
+            principal.username, REGISTERED_MODEL, name, body["new_name"]
+        )
+    elif after is After.FORGET_MODEL:
+        await auth.store.forget_resource(principal.username, REGISTERED_MODEL, name)
     auth.cache.clear()
 
 

@@ -9,6 +9,7 @@ land. ``tests/unit/test_auth_rules.py`` fails for any route of ``build_app`` wit
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -28,6 +29,15 @@ class Access(Enum):
     """Any verified user may create; the creator is granted MANAGE on what was made."""
     HANDLER = "handler"
     """Authenticated here; the handler checks what only it knows (``runstream.web.require``)."""
+
+
+class After(Enum):
+    """What a successful request changes in the grants (MLflow's after-request hooks)."""
+
+    RENAME_MODEL = "rename_model"
+    """Grants on a registered model follow it to ``new_name``."""
+    FORGET_MODEL = "forget_model"
+    """A deleted registered model's grants go, so a new model of that name starts clean."""
 
 
 class Target(Enum):
@@ -75,6 +85,7 @@ class Rule:
     """With CREATE: what the response names (``experiment_id`` or a model ``name``)."""
     filtered: bool = False
     """Results are filtered to what the caller may read."""
+    after: After | None = None
     note: str = ""
 
 
@@ -194,9 +205,17 @@ TRACKING: tuple[tuple[str, str, Rule], ...] = (
 
 REGISTRY: tuple[tuple[str, str, Rule], ...] = (
     ("POST", "/registered-models/create", creates(Target.REGISTERED_MODEL)),
-    ("POST", "/registered-models/rename", on_model(UPDATE)),
+    (
+        "POST",
+        "/registered-models/rename",
+        dataclasses.replace(on_model(UPDATE), after=After.RENAME_MODEL),
+    ),
     ("PATCH", "/registered-models/update", on_model(UPDATE)),
-    ("DELETE", "/registered-models/delete", on_model(DELETE)),
+    (
+        "DELETE",
+        "/registered-models/delete",
+        dataclasses.replace(on_model(DELETE), after=After.FORGET_MODEL),
+    ),
     ("GET", "/registered-models/get", on_model(READ)),
     ("GET", "/registered-models/search", authenticated(filtered=True)),
     ("POST", "/registered-models/search", authenticated(filtered=True)),

@@ -10,7 +10,6 @@ process to drop its cached credentials and grants (``cache.AuthCache``).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -310,6 +309,41 @@ class AuthStore:
                 permission=done,
             )
 
+    async def rename_resource(self, actor: str, kind: str, old: str, new: str) -> None:
+        """Grants on a renamed resource follow it (a registered model's name is its id)."""
+        async with self._change() as conn:
+            moved = await conn.fetchval(
+                "WITH moved AS (UPDATE auth_grants SET resource_id = $3"
+                " WHERE resource_type = $1 AND resource_id = $2 RETURNING 1)"
+                " SELECT count(*) FROM moved",
+                kind,
+                old,
+                new,
+            )
+            if moved:
+                await _audit(
+                    conn,
+                    actor,
+                    "permissions_renamed",
+                    resource_type=kind,
+                    resource_id=old,
+                    new_id=new,
+                )
+
+    async def forget_resource(self, actor: str, kind: str, resource_id: str) -> None:
+        """Drop every grant on a deleted resource."""
+        async with self._change() as conn:
+            gone = await conn.fetchval(
+                "WITH gone AS (DELETE FROM auth_grants WHERE resource_type = $1"
+                " AND resource_id = $2 RETURNING 1) SELECT count(*) FROM gone",
+                kind,
+                resource_id,
+            )
+            if gone:
+                await _audit(
+                    conn, actor, "permissions_deleted", resource_type=kind, resource_id=resource_id
+                )
+
     async def issue_token(
         self, actor: str, username: str, name: str, expires_at: datetime | None
     ) -> tuple[TokenInfo, str]:
@@ -422,7 +456,3 @@ def parse_expiry(value: object) -> datetime | None:
     if parsed.tzinfo is None:
         raise InvalidParameterValue(f"expires_at={value!r}: give a time zone (e.g. Z or +00:00)")
     return parsed
-
-
-def usernames(users: Sequence[User]) -> list[str]:
-    return [u.username for u in users]

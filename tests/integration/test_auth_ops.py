@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+from typing import Any
 
 import asyncpg
 import msgpack
@@ -131,3 +132,21 @@ def test_refuses_to_start_without_an_admin(
     assert cli.main(argv, environ={}) == 2
     assert "RUNSTREAM_ADMIN_PASSWORD" in capsys.readouterr().err
     assert cli.main(argv, environ={"RUNSTREAM_ADMIN_PASSWORD": "short"}) == 2
+
+
+async def test_model_grants_follow_renames_and_deletes(
+    pool: asyncpg.Pool, redis: Any, stream_prefix: str
+) -> None:
+    from runstream.auth.store import AuthStore
+
+    store = AuthStore(pool, redis, stream_prefix)
+    await store.create_user("root", "alice", "alice-password-0123")
+    await store.grant("root", "alice", "registered_model", "churn", "EDIT")
+    await store.rename_resource("root", "registered_model", "churn", "churn-v2")
+    assert await store.grants_of("alice") == [
+        {"resource_type": "registered_model", "resource_id": "churn-v2", "permission": "EDIT"}
+    ]
+    await store.forget_resource("root", "registered_model", "churn-v2")
+    assert await store.grants_of("alice") == []
+    actions = [e["action"] for e in await store.audit()]
+    assert actions[:2] == ["permissions_deleted", "permissions_renamed"]
