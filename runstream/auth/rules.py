@@ -287,6 +287,7 @@ OTHERS: tuple[tuple[str, str, Rule], ...] = (
     ("GET", "/static-files/{path}", public("the UI's built files")),
     ("GET", "/", authenticated("the UI's page")),
     ("GET", "/version", authenticated("as MLflow")),
+    ("GET", "/metrics", authenticated("Prometheus counters, no tenant data: scrape with a token")),
     ("GET", "/get-artifact", on_run(READ)),
     ("GET", "/model-versions/get-artifact", on_model(READ)),
     ("GET", "/graphql", handler("each query checks its experiment or runs")),
