@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import socket
 from typing import Any
@@ -150,3 +151,36 @@ async def test_model_grants_follow_renames_and_deletes(
     assert await store.grants_of("alice") == []
     actions = [e["action"] for e in await store.audit()]
     assert actions[:2] == ["permissions_deleted", "permissions_renamed"]
+
+
+async def test_changes_reach_every_process_within_a_generation_check(
+    pool: asyncpg.Pool, redis: Any, stream_prefix: str
+) -> None:
+    """Two caches over the same stores stand for two processes: a revocation made through
+    one is seen by the other at its next generation check (at most a second later)."""
+    from runstream.auth.cache import GENERATION_CHECK_SECONDS, AuthCache
+    from runstream.auth.store import AuthStore
+    from runstream.schemas.errors import Unauthenticated
+
+    store = AuthStore(pool, redis, stream_prefix)
+    await store.create_user("root", "bot", "bot-password-01234")
+    info, token = await store.issue_token("root", "bot", "ci", None)
+    now = [0.0]
+    other = AuthCache(store, ttl=30.0, clock=lambda: now[0])
+    header = f"Bearer {token}"
+    assert (await other.principal(header)).username == "bot"
+
+    await store.revoke_token("root", info.token_id)  # through "this" process: bumps Redis
+    now[0] += GENERATION_CHECK_SECONDS / 2
+    assert (await other.principal(header)).username == "bot"  # still cached, by design
+    now[0] += GENERATION_CHECK_SECONDS
+    with pytest.raises(Unauthenticated):
+        await other.principal(header)
+
+    await store.create_user("root", "eve", "eve-password-01234")
+    basic = "Basic " + base64.b64encode(b"eve:eve-password-01234").decode()
+    assert (await other.principal(basic)).username == "eve"
+    await store.update_password("root", "eve", "eve-password-56789")
+    now[0] += GENERATION_CHECK_SECONDS
+    with pytest.raises(Unauthenticated):
+        await other.principal(basic)
