@@ -96,13 +96,13 @@ class RequestGate:
         for model_id in model_ids:
             experiment_id = await self.auth.resolver.experiment_of_model(model_id)
             if experiment_id is None:
-                raise denied(f"unknown logged model {model_id}")
+                raise denied(f"{action} on logged model {model_id}")
             experiments.add(experiment_id)
         if run_ids:
             found = await self.auth.resolver.experiments_of_runs(run_ids)
             unknown = set(run_ids) - set(found)
             if unknown:
-                raise denied(f"unknown run {sorted(unknown)[0]}")
+                raise denied(f"{action} on run {sorted(unknown)[0]}")
             experiments.update(found.values())
         for experiment_id in sorted(experiments):
             if not self.principal.may(act, EXPERIMENT, experiment_id, self.auth.default):
@@ -148,47 +148,37 @@ async def _check(request: web.Request, auth: Auth, principal: Principal, rule: R
         return
     assert rule.target is not None and rule.locator is not None and rule.action is not None
     ids = await _ids(request, auth, rule.locator)
-    kind, resolved = await _resolve(auth, rule.target, ids)
-    for resource_id in resolved:
-        if not principal.may(rule.action, kind, resource_id, auth.default):
-            raise denied(f"{rule.action.name} on {kind} {resource_id}")
+    for named, kind, resource_id in await _resolve(auth, rule.target, ids):
+        # The message names what the caller named, and an unknown run or model reads like a
+        # denied one (as MLflow: no oracle of which ids exist, nor of their experiment).
+        if resource_id is None or not principal.may(rule.action, kind, resource_id, auth.default):
+            raise denied(f"{rule.action.name} on {rule.target.value} {named}")
 
 
-async def _resolve(auth: Auth, target: Target, ids: list[str]) -> tuple[str, list[str]]:
-    """The ids grants are kept on; a resource that cannot be placed is denied."""
+async def _resolve(auth: Auth, target: Target, ids: list[str]) -> list[tuple[str, str, str | None]]:
+    """(id as named, kind, id grants are kept on) per id; None for what cannot be placed."""
     if target is Target.EXPERIMENT:
-        return EXPERIMENT, ids
+        return [(i, EXPERIMENT, i) for i in ids]
     if target is Target.REGISTERED_MODEL:
-        return REGISTERED_MODEL, ids
+        return [(i, REGISTERED_MODEL, i) for i in ids]
     if target is Target.EXPERIMENT_NAME:
-        found = [await auth.resolver.experiment_named(name) for name in ids]
-        # An unknown name: the default decides, and the handler answers 404.
-        return EXPERIMENT, [f if f is not None else "" for f in found]
+        # An unknown name: the default decides ("" has no grant), and the handler answers 404.
+        return [(n, EXPERIMENT, await auth.resolver.experiment_named(n) or "") for n in ids]
     if target is Target.RUN:
         runs = await auth.resolver.experiments_of_runs(ids)
-        unknown = [r for r in ids if r not in runs]
-        if unknown:  # as MLflow: a missing run is denied, not an oracle of which ids exist
-            raise denied(f"unknown run {unknown[0]}")
-        return EXPERIMENT, sorted(set(runs.values()))
+        return [(r, EXPERIMENT, runs.get(r)) for r in ids]
     if target is Target.LOGGED_MODEL:
-        experiments = []
-        for model_id in ids:
-            experiment_id = await auth.resolver.experiment_of_model(model_id)
-            if experiment_id is None:
-                raise denied(f"unknown logged model {model_id}")
-            experiments.append(experiment_id)
-        return EXPERIMENT, experiments
+        return [(m, EXPERIMENT, await auth.resolver.experiment_of_model(m)) for m in ids]
     assert target is Target.ARTIFACT_PATH
-    return EXPERIMENT, [artifact_experiment(path) for path in ids]
+    return [(path, EXPERIMENT, artifact_experiment(path)) for path in ids]
 
 
-def artifact_experiment(path: str) -> str:
-    """The experiment of a proxied artifact path (``<experiment id>/<run id>/artifacts/...``)."""
+def artifact_experiment(path: str) -> str | None:
+    """The experiment of a proxied artifact path (``<experiment id>/<run id>/artifacts/...``);
+    None for a path outside any experiment (admins only)."""
     clean = posixpath.normpath("/" + path).lstrip("/")
     first = clean.split("/", 1)[0]
-    if not first.isdigit():
-        raise denied("artifact paths outside an experiment are for admins")
-    return str(int(first))
+    return str(int(first)) if first.isdigit() else None
 
 
 async def _ids(request: web.Request, auth: Auth, locator: Locator) -> list[str]:
