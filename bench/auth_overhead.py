@@ -1,26 +1,28 @@
 """What auth costs the write path: MLflow ``log-batch`` and the native SDK, auth off and on.
 
-    python -m bench.auth_overhead [--batches 50] [--points 200000] [--rounds 8]
+    python -m bench --only auth_overhead [--quick]
 
 Starts two ``runstream server`` processes side by side on fresh databases, ``--auth none``
 and ``--auth basic``, and takes turns between them (so both see the same machine noise):
-per round, ``--batches`` MLflow log-batch requests (100 metrics each, one client) and one SDK
-run of ``--points`` points on each. With auth on the writer is a non-admin user that created
-its experiment (so the permission check runs, as for any team member), sending HTTP Basic
-(mlflow) or a token (SDK). Prints one JSON line per slice, then the medians and their ratio.
+per round, a slice of MLflow log-batch requests (100 metrics each, one client) and one SDK
+run on each. With auth on the writer is a non-admin user that created its experiment (so the
+permission check runs, as for any team member), sending HTTP Basic (mlflow) or a token (SDK).
+Results: the median rate of each side, and auth on over auth off in ``detail``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 from bench.harness import start_runstream
+from bench.report import Context, Result
+
+SECTION = "Auth (issue 13)"
 
 ADMIN_PASSWORD = "bench-admin-password"
 USER, PASSWORD = "bench", "bench-user-password"
@@ -95,10 +97,6 @@ def sdk(url: str, points: int, token: str | None) -> float:
     return points / (time.perf_counter() - started)
 
 
-def emit(**fields: Any) -> None:
-    print(json.dumps(fields), flush=True)
-
-
 def _as(auth: bool) -> None:
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         os.environ.pop(name, None)
@@ -107,45 +105,49 @@ def _as(auth: bool) -> None:
         os.environ["MLFLOW_TRACKING_PASSWORD"] = PASSWORD
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=50, help="log-batch requests per slice")
-    parser.add_argument("--points", type=int, default=200_000, help="SDK points per slice")
-    parser.add_argument("--rounds", type=int, default=8)
-    args = parser.parse_args()
+def auth_overhead(ctx: Context) -> list[Result]:
+    rounds = ctx.size(2, 8)
+    batches, points = ctx.size(20, 50), ctx.size(50_000, 200_000)
     env = {"RUNSTREAM_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    rates: dict[tuple[str, bool], list[float]] = {}
     with (
-        start_runstream(flags=["--auth", "none"], env=env) as off,
-        start_runstream(flags=["--auth", "basic"], env=env) as on,
+        start_runstream(ctx.stores, flags=["--auth", "none"], env=env) as off,
+        start_runstream(ctx.stores, flags=["--auth", "basic"], env=env) as on,
     ):
         urls = {False: off.url, True: on.url}
-        token = _creds(on.url, True)
-        tokens = {False: None, True: token}
+        tokens = {False: None, True: _creds(on.url, True)}
         writers: dict[bool, LogBatch] = {}
         for auth in (False, True):
             _as(auth)
             writers[auth] = LogBatch(urls[auth])
-        rates: dict[tuple[str, bool], list[float]] = {}
-        for round_ in range(args.rounds):
+        for round_ in range(rounds):
             # Both servers run side by side and take turns, so both see the same noise.
             for auth in (False, True) if round_ % 2 == 0 else (True, False):
                 _as(auth)
-                rate = writers[auth].rate(args.batches)
-                rates.setdefault(("log_batch", auth), []).append(rate)
-                emit(round=round_, auth=auth, workload="log_batch", requests_per_s=round(rate, 1))
-                rate = sdk(urls[auth], args.points, tokens[auth])
-                rates.setdefault(("sdk", auth), []).append(rate)
-                emit(round=round_, auth=auth, workload="sdk", points_per_s=round(rate))
-    for workload in ("log_batch", "sdk"):
-        off_rate = statistics.median(rates[(workload, False)])
-        on_rate = statistics.median(rates[(workload, True)])
-        emit(
-            workload=workload,
-            median_off=round(off_rate, 1),
-            median_on=round(on_rate, 1),
-            on_over_off=round(on_rate / off_rate, 3),
-        )
+                rates.setdefault(("log_batch", auth), []).append(writers[auth].rate(batches))
+                rates.setdefault(("sdk", auth), []).append(sdk(urls[auth], points, tokens[auth]))
+        _as(False)
+    results = []
+    for workload, unit, what in (
+        ("log_batch", "requests/s", f"MLflow log-batch (100 metrics), {batches} per slice"),
+        ("sdk", "points/s", f"SDK run of {points:,} points"),
+    ):
+        medians = {auth: statistics.median(rates[(workload, auth)]) for auth in (False, True)}
+        for auth in (False, True):
+            results.append(
+                Result(
+                    f"auth_overhead_{workload}_{'on' if auth else 'off'}",
+                    SECTION,
+                    f"{what}, auth {'on' if auth else 'off'}: median of {rounds} slices",
+                    medians[auth],
+                    unit,
+                    detail={
+                        "on_over_off": medians[True] / medians[False],
+                        "slices": rates[(workload, auth)],
+                    },
+                )
+            )
+    return results
 
 
-if __name__ == "__main__":
-    main()
+OPT_IN: dict[str, Callable[[Context], list[Result]]] = {"auth_overhead": auth_overhead}

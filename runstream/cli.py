@@ -39,7 +39,7 @@ logger = logging.getLogger("runstream.cli")
 
 EXIT_CONFIG = 2
 SERVER_EXTRA = "server"
-SERVER_COMMANDS = ("server", "ingest", "api", "projector", "migrate", "replay", "bench")
+SERVER_COMMANDS = ("server", "ingest", "api", "projector", "migrate", "replay", "users", "bench")
 """Commands that need ``runstream[server]``; ``sync`` is the client's own."""
 LOG_LEVEL_ENV = "RUNSTREAM_LOG_LEVEL"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -71,6 +71,7 @@ _FALLBACK_DOCS = {
 # What the one-off commands read (their --help lists these only); the services take every field.
 _MIGRATE_FIELDS = ("database_url", "data_dir")
 _REPLAY_FIELDS = ("database_url", "data_dir", "chunk_points")
+_USERS_FIELDS = ("database_url", "redis_url", "stream_prefix", "data_dir")
 REPLAY_BATCH = 2_000
 """``projector.replay.REPLAY_BATCH``, repeated so --help needs no server package (a test checks)."""
 
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         "users",
         "Manage users, admin rights and API tokens (auth, docs/auth.md); embedded stores if "
         "no URL.",
+        only=_USERS_FIELDS,
     )
     from runstream.auth.admin import add_users_arguments
 
@@ -383,24 +385,49 @@ def _cmd_replay(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _stores_for(settings: Settings) -> Iterator[Settings]:
+    """Settings whose store URLs answer: the given ones, else embedded stores under
+    ``data_dir``, held with the folder's lock (stop a server that uses them first)."""
+    if settings.database_url is not None and settings.redis_url is not None:
+        yield settings
+        return
+    from runstream.embedded import EmbeddedStores
+    from runstream.preflight import DataDirLock
+
+    with (
+        DataDirLock(settings.data_dir),
+        EmbeddedStores(
+            settings.data_dir,
+            postgres=settings.database_url is None,
+            redis=settings.redis_url is None,
+        ) as stores,
+    ):
+        yield settings.replace(
+            database_url=settings.database_url or stores.database_url,
+            redis_url=settings.redis_url or stores.redis_url,
+        )
+
+
 def _cmd_users(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from runstream.auth.admin import run_users
+    from runstream.auth.admin import ACTIONS, run_users
     from runstream.projector.migrations import migrate_dsn
     from runstream.schemas.errors import RunstreamError
 
-    settings, stores = _with_stores(settings_from(args, environ), redis=True)
-    try:
+    if args.users_action is None:
+        print(f"runstream users: error: name an action: {', '.join(ACTIONS)}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    with _stores_for(settings_from(args, environ)) as settings:
         assert settings.database_url
         asyncio.run(migrate_dsn(settings.database_url))
-        return asyncio.run(run_users(settings, args))
-    except ConfigurationError:
-        raise
-    except RunstreamError as error:
-        print(f"runstream: error: {error.message}", file=sys.stderr)
-        return 1
-    finally:
-        if stores is not None:
-            stores.stop()
+        try:
+            return asyncio.run(run_users(settings, args))
+        except ConfigurationError:
+            raise
+        except RunstreamError as error:
+            print(f"runstream: error: {error.message}", file=sys.stderr)
+            return 1
 
 
 def _cmd_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -16,7 +16,8 @@ from runstream.settings import Settings
 
 
 def add_users_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="users_action", metavar="ACTION", required=True)
+    # Not required here: a client-only install must first hear what to install (cli.main).
+    actions = parser.add_subparsers(dest="users_action", metavar="ACTION")
     create = actions.add_parser("create", help="Create a user (password from stdin or a prompt).")
     create.add_argument("username")
     # not --admin: argparse would take it for an abbreviation of --admin-username
@@ -43,6 +44,18 @@ def add_users_arguments(parser: argparse.ArgumentParser) -> None:
     revoke.add_argument("token_id", type=int)
     tokens = actions.add_parser("token-list", help="List tokens (of one user).")
     tokens.add_argument("username", nargs="?", default=None)
+
+
+ACTIONS = (
+    "create",
+    "reset-password",
+    "set-admin",
+    "delete",
+    "list",
+    "token-issue",
+    "token-revoke",
+    "token-list",
+)
 
 
 def _password(args: argparse.Namespace, stdin: TextIO) -> str:
