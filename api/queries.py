@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from runstream.api.mlflow.logged_model_queries import RUN_IO_COLUMNS
+from runstream.web import Visibility
 
 Executor: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 Row: TypeAlias = asyncpg.Record
@@ -58,15 +59,24 @@ async def experiment_by_name(db: Executor, name: str) -> Row | None:
 
 
 async def experiments(
-    db: Executor, stages: Sequence[str], limit: int, offset: int = 0
+    db: Executor,
+    stages: Sequence[str],
+    limit: int,
+    offset: int = 0,
+    visible: Visibility | None = None,
 ) -> list[Row]:
-    """Experiments in the given lifecycle stages, by id."""
+    """Experiments in the given lifecycle stages, by id; only those ``visible`` allows."""
+    where = "WHERE e.lifecycle_stage = ANY($1::text[]) "
+    ids: list[int] = []
+    if visible is not None:
+        ids = sorted(int(i) for i in visible.exceptions if i.isdigit())
+        where += f"AND {'NOT ' if visible.default else ''}(e.experiment_id = ANY($4::bigint[])) "
     rows: list[Row] = await db.fetch(
-        _EXPERIMENT
-        + "WHERE e.lifecycle_stage = ANY($1::text[]) ORDER BY e.experiment_id LIMIT $2 OFFSET $3",
+        _EXPERIMENT + where + "ORDER BY e.experiment_id LIMIT $2 OFFSET $3",
         list(stages),
         limit,
         offset,
+        *([ids] if visible is not None else []),
     )
     return rows
 

@@ -20,7 +20,7 @@ from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue, ResourceDoesNotExist
 from runstream.schemas.sharding import WriteToken
 from runstream.schemas.validation import experiment_not_found, invalid_value, parse_experiment_id
-from runstream.web import json_response
+from runstream.web import json_response, visibility_of
 
 WAIT_FOR_PARAM = "wait_for"
 WAIT_FOR_HEADER = "X-Runstream-Wait-For"
@@ -111,7 +111,8 @@ async def list_experiments(request: web.Request) -> web.Response:
     stages = parse_view_type(request)
     limit, offset = parse_page(request)
     await await_token(request)
-    rows = await queries.experiments(request.app[PG_POOL], stages, limit + 1, offset)
+    visible = visibility_of(request)
+    rows = await queries.experiments(request.app[PG_POOL], stages, limit + 1, offset, visible)
     return json_response(
         paged("experiments", [views.experiment_row_to_json(r) for r in rows], limit, offset)
     )

@@ -21,7 +21,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from bench import mlflow_proof, mlflow_protocol, read_workloads, storage, write_workloads
+from bench import (
+    auth_overhead,
+    mlflow_proof,
+    mlflow_protocol,
+    read_workloads,
+    storage,
+    write_workloads,
+)
 from bench.harness import BenchStores, machine_facts, runstream_has_workers_flag
 from bench.report import (
     Context,
@@ -51,6 +58,7 @@ OPT_IN: dict[str, Workload] = {
     **write_workloads.OPT_IN,
     **read_workloads.OPT_IN,
     **mlflow_proof.WORKLOADS,
+    **auth_overhead.OPT_IN,
 }
 """Run only when named with ``--only``: diagnostics, not published figures."""
 

@@ -16,11 +16,13 @@ from aiohttp import web
 from runstream.ingest.app_keys import INGESTOR
 from runstream.ingest.watermarks import WATERMARKS
 from runstream.resources import SETTINGS
-from runstream.schemas import codec
+from runstream.schemas import codec, models
+from runstream.schemas import experiments as ex
+from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
 from runstream.schemas.errors import InvalidParameterValue, MalformedRequest
 from runstream.schemas.metrics import MetricsLogged
-from runstream.web import json_response, read_body, read_json_body
+from runstream.web import json_response, read_body, read_json_body, require
 
 MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vnd.msgpack")
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -72,6 +74,44 @@ def events_of(obj: Any) -> list[Event]:
     return [codec.decode_event(e, f"events[{i}]") for i, e in enumerate(events)]
 
 
+_DELETING = (ex.ExperimentDeleted, ex.ExperimentRestored, rn.RunDeleted, rn.RunRestored)
+_DELETING_MODELS = (models.LoggedModelDeleted,)
+
+
+def event_targets(
+    events: list[Event],
+) -> dict[str, tuple[set[str], set[str], set[str]]]:
+    """What a batch touches, per action it needs (MLflow's: deleting or restoring an
+    experiment, a run or a logged model needs "delete", creating an experiment "admin" here
+    — the SDK creates them through get-or-create — everything else "update"): action ->
+    (run ids, experiment ids, logged model ids). A run created in the batch is checked by
+    its experiment, a model created in it likewise."""
+    targets: dict[str, tuple[set[str], set[str], set[str]]] = {}
+    created_runs = {e.run_id for e in events if isinstance(e, rn.RunCreated)}
+    created_models = {e.model_id for e in events if isinstance(e, models.LoggedModelCreated)}
+    for event in events:
+        if isinstance(event, ex.ExperimentCreated):
+            action = "admin"
+        elif isinstance(event, _DELETING + _DELETING_MODELS):
+            action = "delete"
+        else:
+            action = "update"
+        runs, experiments, model_ids = targets.setdefault(action, (set(), set(), set()))
+        run_id = getattr(event, "run_id", None)
+        experiment_id = getattr(event, "experiment_id", None)
+        model_id = getattr(event, "model_id", None)
+        if run_id and (run_id not in created_runs or isinstance(event, rn.RunCreated)):
+            if isinstance(event, rn.RunCreated):
+                experiments.add(event.experiment_id)
+            else:
+                runs.add(run_id)
+        if experiment_id and not isinstance(event, ex.ExperimentCreated):
+            experiments.add(experiment_id)
+        if model_id and model_id not in created_models:
+            model_ids.add(model_id)
+    return targets
+
+
 def idempotency_key_of(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
@@ -92,6 +132,8 @@ async def post_events(request: web.Request) -> web.Response:
     check_write_content_type(request.content_type)
     body = await read_body(request, settings.max_body_bytes)
     events = decode_events_body(body, request.content_type)
+    for action, (run_ids, experiment_ids, model_ids) in event_targets(events).items():
+        await require(request, action, run_ids, experiment_ids, model_ids)
     token = await request.app[INGESTOR].append(events, idempotency_key=idempotency_key_of(request))
     if wants_wait(request):
         await request.app[WATERMARKS].wait(token, settings.read_your_writes_timeout)

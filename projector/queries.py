@@ -256,5 +256,6 @@ SELECT COALESCE(
 
 EVENT_LOG_IN_ORDER = """
 SELECT shard, entry_ms, entry_seq, payload FROM event_log
+WHERE shard >= 0  -- negative shards hold audit entries (docs/auth.md), which no table projects
 ORDER BY entry_ms, shard, entry_seq
 """

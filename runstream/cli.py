@@ -40,7 +40,7 @@ logger = logging.getLogger("runstream.cli")
 
 EXIT_CONFIG = 2
 SERVER_EXTRA = "server"
-SERVER_COMMANDS = ("server", "ingest", "api", "projector", "migrate", "replay", "bench")
+SERVER_COMMANDS = ("server", "ingest", "api", "projector", "migrate", "replay", "users", "bench")
 """Commands that need ``runstream[server]``; ``sync`` is the client's own."""
 LOG_LEVEL_ENV = "RUNSTREAM_LOG_LEVEL"
 
@@ -71,6 +71,7 @@ _FALLBACK_DOCS = {
 # What the one-off commands read (their --help lists these only); the services take every field.
 _MIGRATE_FIELDS = ("database_url", "data_dir")
 _REPLAY_FIELDS = ("database_url", "data_dir", "chunk_points")
+_USERS_FIELDS = ("database_url", "redis_url", "stream_prefix", "data_dir")
 REPLAY_BATCH = 2_000
 """``projector.replay.REPLAY_BATCH``, repeated so --help needs no server package (a test checks)."""
 
@@ -210,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--shard", type=int, default=None, help="shard of the dead letter")
     dead.add_argument("--id", dest="dead_id", default=None, help="id of the dead letter")
     dead.set_defaults(handler=_cmd_dead_letters)
+
+    users = command(
+        "users",
+        "Manage users, admin rights and API tokens (auth, docs/auth.md); embedded stores if "
+        "no URL.",
+        only=_USERS_FIELDS,
+    )
+    from runstream.auth.admin import add_users_arguments
+
+    add_users_arguments(users)
+    users.set_defaults(handler=_cmd_users)
 
     sync = command("sync", "Upload runs the SDK spooled to disk while offline.", settings=False)
     sync.add_argument("--url", default=None, help="server URL (default: the SDK's own default)")
@@ -400,6 +412,51 @@ def _cmd_dead_letters(args: argparse.Namespace, environ: Mapping[str, str]) -> i
             await redis.aclose()
 
     return asyncio.run(run())
+
+
+@contextlib.contextmanager
+def _stores_for(settings: Settings) -> Iterator[Settings]:
+    """Settings whose store URLs answer: the given ones, else embedded stores under
+    ``data_dir``, held with the folder's lock (stop a server that uses them first)."""
+    if settings.database_url is not None and settings.redis_url is not None:
+        yield settings
+        return
+    from runstream.embedded import EmbeddedStores
+    from runstream.preflight import DataDirLock
+
+    with (
+        DataDirLock(settings.data_dir),
+        EmbeddedStores(
+            settings.data_dir,
+            postgres=settings.database_url is None,
+            redis=settings.redis_url is None,
+        ) as stores,
+    ):
+        yield settings.replace(
+            database_url=settings.database_url or stores.database_url,
+            redis_url=settings.redis_url or stores.redis_url,
+        )
+
+
+def _cmd_users(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from runstream.auth.admin import ACTIONS, run_users
+    from runstream.projector.migrations import migrate_dsn
+    from runstream.schemas.errors import RunstreamError
+
+    if args.users_action is None:
+        print(f"runstream users: error: name an action: {', '.join(ACTIONS)}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    with _stores_for(settings_from(args, environ)) as settings:
+        assert settings.database_url
+        asyncio.run(migrate_dsn(settings.database_url))
+        try:
+            return asyncio.run(run_users(settings, args))
+        except ConfigurationError:
+            raise
+        except RunstreamError as error:
+            print(f"runstream: error: {error.message}", file=sys.stderr)
+            return 1
 
 
 def _cmd_sync(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -87,6 +87,10 @@ def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Applica
         if part in parts:
             room_setup(part)(app, settings)
     use_stores(app, settings)
+    if settings.auth == "basic" and set(parts) & {"ingest", "api"}:
+        from runstream.auth.app import setup_auth  # a projector alone serves only /health
+
+        setup_auth(app, settings)
     if not any(
         resource.canonical == "/health" for resource in app.router.resources()
     ):  # a part without the api still answers the orchestrator's health checks

@@ -18,6 +18,8 @@ from runstream.schemas import constants as c
 from runstream.schemas.errors import ConfigurationError
 
 ENV_PREFIX = "RUNSTREAM_"
+AUTH_MODES = ("none", "basic")
+DEFAULT_PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,31 @@ class Settings:
     workers: int = 0
     """HTTP worker processes sharing the port (SO_REUSEPORT); 0 means one per core."""
 
+    auth: str = "none"
+    """``basic`` turns on users, tokens and permissions on every route; ``none`` is open."""
+    admin_username: str = "admin"
+    """The first admin, created on an empty user store when auth is on."""
+    admin_password: str | None = None
+    """Password of the first admin (12 characters at least); only read on an empty store."""
+    default_permission: str = "READ"
+    """Permission on an experiment or registered model without a grant (READ, USE, EDIT,
+    MANAGE or NO_PERMISSIONS), as MLflow's ``default_permission``."""
+    auth_cache_seconds: float = 30.0
+    """How long a verified credential is trusted in-process; changes elsewhere reach every
+    process within a second through a generation counter in Redis."""
+    oidc_issuer: str | None = None
+    """With auth on: also accept this OpenID Connect issuer's JWTs as bearer tokens."""
+    oidc_audience: str | None = None
+    """The audience (``aud``) those tokens must carry; required with the issuer."""
+    oidc_jwks_url: str | None = None
+    """The issuer's signing keys; unset: ``jwks_uri`` of its discovery document."""
+    oidc_username_claim: str = "sub"
+    """The claim that names the runstream user (created on first sign-in)."""
+    oidc_admin_claim: str = "groups"
+    """The claim (a string or a list) that can make a user admin."""
+    oidc_admin_value: str | None = None
+    """The value of that claim that makes an admin; unset: admins come from runstream only."""
+
     extra: Mapping[str, Any] = field(default_factory=dict, metadata={"settable": False})
 
     @classmethod
@@ -151,6 +178,22 @@ class Settings:
         for name in ("max_artifact_bytes", "max_filter_chars", "max_filter_clauses"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"RUNSTREAM_{name.upper()}: must be at least 1")
+        if self.auth not in AUTH_MODES:
+            raise ConfigurationError(f"RUNSTREAM_AUTH={self.auth!r}: must be one of {AUTH_MODES}")
+        if self.default_permission not in DEFAULT_PERMISSIONS:
+            raise ConfigurationError(
+                f"RUNSTREAM_DEFAULT_PERMISSION={self.default_permission!r}: must be one of "
+                f"{DEFAULT_PERMISSIONS}"
+            )
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ConfigurationError(
+                "RUNSTREAM_OIDC_AUDIENCE is not set: tokens of RUNSTREAM_OIDC_ISSUER are only "
+                "accepted for a named audience"
+            )
+        if self.auth_cache_seconds < 0:
+            raise ConfigurationError(
+                f"RUNSTREAM_AUTH_CACHE_SECONDS={self.auth_cache_seconds}: must be >= 0"
+            )
         if not self.stream_prefix or any(ch in self.stream_prefix for ch in " {}"):
             raise ConfigurationError(
                 f"RUNSTREAM_STREAM_PREFIX={self.stream_prefix!r}: no spaces or braces"

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -24,6 +25,7 @@ from runstream.schemas.errors import (
     RequestTooLarge,
     RunstreamError,
     TemporarilyUnavailable,
+    Unauthenticated,
 )
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ BODY_TIMEOUT = web.AppKey("body_timeout", float)
 DEFAULT_BODY_TIMEOUT = 60.0
 
 JSON_CONTENT_TYPE = "application/json"
+BASIC_CHALLENGE = 'Basic realm="runstream"'
+"""``WWW-Authenticate`` of every 401: MLflow's clients (and browsers) answer it with Basic."""
 NATIVE_PREFIX = "/api/runstream/"
 """runstream's own routes answer an unknown path with ENDPOINT_NOT_FOUND JSON; every other
 path (MLflow's routes, the UI) answers as ``mlflow server`` (Flask) does: an HTML page, which
@@ -50,6 +54,61 @@ MLFLOW_405_HTML = (
 )
 
 
+CACHED_BODY = "runstream.body"
+"""Request key of a body already read (the auth middleware reads JSON bodies to find the
+experiment or run a request names); ``read_body`` hands it to the handler."""
+VISIBILITY = "runstream.visibility"
+"""Request key of the caller's ``Visibility``; absent when auth is off or the caller is admin."""
+GATE = "runstream.gate"
+"""Request key of the caller's ``Gate``; absent when auth is off or the caller is admin."""
+
+
+class Gate(Protocol):
+    """What a handler asks when the resources a request touches are only known inside it
+    (the events of a native batch, the queries of a GraphQL request)."""
+
+    async def require(
+        self,
+        action: str,
+        run_ids: Collection[str] = (),
+        experiment_ids: Collection[str] = (),
+        model_ids: Collection[str] = (),
+    ) -> None:
+        """Raise PermissionDenied unless ``action`` ("read", "update", "delete"; "admin" for
+        what only admins may) is allowed on every run, experiment and logged model named."""
+
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """The experiments a caller may read: all but ``exceptions`` when ``default`` is True,
+    else only ``exceptions`` (the grants that differ from the default permission)."""
+
+    default: bool
+    exceptions: frozenset[str]
+
+    def allows(self, experiment_id: str) -> bool:
+        return (experiment_id in self.exceptions) != self.default
+
+
+def visibility_of(request: web.Request) -> Visibility | None:
+    """What the caller may read; None when every experiment is visible to them."""
+    found: Visibility | None = request.get(VISIBILITY)
+    return found
+
+
+async def require(
+    request: web.Request,
+    action: str,
+    run_ids: Collection[str] = (),
+    experiment_ids: Collection[str] = (),
+    model_ids: Collection[str] = (),
+) -> None:
+    """``Gate.require`` of the caller; nothing to check when auth is off or for an admin."""
+    gate: Gate | None = request.get(GATE)
+    if gate is not None:
+        await gate.require(action, run_ids, experiment_ids, model_ids)
+
+
 def json_response(
     data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -61,6 +120,8 @@ def error_response(error: RunstreamError) -> web.Response:
     headers = {}
     if isinstance(error, Overloaded | TemporarilyUnavailable):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    elif isinstance(error, Unauthenticated):
+        headers["WWW-Authenticate"] = BASIC_CHALLENGE
     body = error.to_json()
     # A message may quote what the client sent, lone surrogates included, which JSON output
     # (orjson) refuses: they are shown escaped rather than turning a 400 into a 500.
@@ -146,6 +207,9 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The whole body, refused with 413 past ``max_bytes`` before more is read, and with 408
     when the client stops sending for ``BODY_TIMEOUT`` seconds (a slow client holds no more
     than a connection, and not for ever)."""
+    cached: bytes | None = request.get(CACHED_BODY)
+    if cached is not None:
+        return cached
     length = request.content_length
     if length is not None and length > max_bytes:
         raise RequestTooLarge(f"Request body of {length} bytes exceeds the limit of {max_bytes}")

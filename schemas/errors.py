@@ -156,3 +156,21 @@ class TemporarilyUnavailable(RunstreamError):
 
 class ConfigurationError(RunstreamError):
     """A setting (flag or RUNSTREAM_* variable) with a bad value; names the setting."""
+
+
+class Unauthenticated(RunstreamError):
+    """No credentials, or credentials that do not verify (answered with WWW-Authenticate)."""
+
+    error_code = "UNAUTHENTICATED"
+    http_status = 401
+    sqlstate = None
+    error_class = None
+
+
+class PermissionDenied(RunstreamError):
+    """Authenticated, but the caller's permission does not allow the request."""
+
+    error_code = "PERMISSION_DENIED"
+    http_status = 403
+    sqlstate = "KAM00"
+    error_class = "PERMISSION_DENIED"

@@ -29,7 +29,7 @@ from runstream.api.mlflow.messages import (
 from runstream.api.views import JsonDict
 from runstream.resources import PG_POOL
 from runstream.schemas.errors import InvalidParameterValue, ResourceDoesNotExist
-from runstream.web import json_response
+from runstream.web import json_response, visibility_of
 
 DEFAULT_PAGE = 1000
 MAX_PAGE = 1000
@@ -122,6 +122,14 @@ async def search_datasets(request: web.Request) -> web.Response:
         experiment_ids = [int(e) for e in string_list(fields, "experiment_ids")]
     except ValueError:
         raise InvalidParameterValue("experiment_ids must be integers") from None
+    visible = visibility_of(request)
+    if visible is not None:  # auth: only the experiments the caller may read
+        if not experiment_ids:  # every experiment: the readable ones
+            rows = await request.app[PG_POOL].fetch("SELECT experiment_id FROM experiments")
+            experiment_ids = [r["experiment_id"] for r in rows]
+        experiment_ids = [e for e in experiment_ids if visible.allows(str(e))]
+        if not experiment_ids:
+            return json_response({"datasets": []})
     max_results = optional_int(fields, "max_results") or DEFAULT_PAGE
     if not 1 <= max_results <= MAX_PAGE:
         raise InvalidParameterValue(f"max_results must be between 1 and {MAX_PAGE}")
@@ -148,7 +156,8 @@ async def _dataset(request: web.Request) -> Mapping[str, Any]:
     row: Mapping[str, Any] | None = await request.app[PG_POOL].fetchrow(
         f"{SELECT} WHERE {DATASET_ID_SQL} = $1", wanted
     )
-    if row is None:
+    visible = visibility_of(request)
+    if row is None or (visible is not None and not visible.allows(str(row["experiment_id"]))):
         raise ResourceDoesNotExist(f"Dataset '{wanted}' not found.")
     return row
 

@@ -19,7 +19,7 @@ from runstream.resources import PG_POOL
 from runstream.schemas import experiments as ex
 from runstream.schemas.errors import InvalidParameterValue, ResourceDoesNotExist
 from runstream.schemas.validation import experiment_not_found
-from runstream.web import json_response
+from runstream.web import json_response, visibility_of
 
 
 def now_ms() -> int:
@@ -61,6 +61,7 @@ async def search_experiments(request: web.Request) -> web.Response:
             filter_string=req.filter_string,
             order_by=req.order_by,
             page_token=req.page_token,
+            visible=visibility_of(request),
         )
         ids = [row["experiment_id"] for row in rows]
         full = {row["experiment_id"]: row for row in await queries.experiments_by_ids(conn, ids)}

@@ -8,6 +8,7 @@ tables (``logged_model_queries``) shaped by ``logged_model_views``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from aiohttp import web
@@ -26,7 +27,7 @@ from runstream.ingest.logged_models import model_not_found, new_model_id
 from runstream.resources import PG_POOL
 from runstream.schemas import models as mo
 from runstream.schemas.errors import ResourceDoesNotExist
-from runstream.web import json_response
+from runstream.web import json_response, visibility_of
 
 
 def now_ms() -> int:
@@ -121,6 +122,10 @@ async def log_logged_model_params(request: web.Request) -> web.Response:
 async def search_logged_models(request: web.Request) -> web.Response:
     """``POST /logged-models/search`` → ``{"models": [...], "next_page_token"?}``."""
     req = mr.parse_search_logged_models(await request_fields(request, repeated=("experiment_ids",)))
+    visible = visibility_of(request)
+    if visible is not None:  # auth: only the experiments the caller may read
+        allowed = tuple(e for e in req.experiment_ids if visible.allows(e.strip()))
+        req = dataclasses.replace(req, experiment_ids=allowed)
     bounds = lms.page_token_bounds(req)
     offset = pagination.decode(req.page_token, bounds).offset
     rows, token = pagination.page(

@@ -8,6 +8,7 @@ both the name and the tag; a run's artifact URI is ``<experiment location>/<run 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from runstream.schemas import constants as c
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
 from runstream.schemas.errors import ResourceDoesNotExist, RunstreamError
-from runstream.web import json_response
+from runstream.web import Visibility, json_response, visibility_of
 
 
 def now_ms() -> int:
@@ -121,9 +122,13 @@ async def delete_tag(request: web.Request) -> web.Response:
 
 
 async def search_run_rows(
-    pool: asyncpg.Pool, req: rq.SearchRuns
+    pool: asyncpg.Pool, req: rq.SearchRuns, visible: Visibility | None = None
 ) -> tuple[list[str], dict[str, Any], str | None]:
-    """The matching run ids in order, their rows by id, and the next page token."""
+    """The matching run ids in order, their rows by id, and the next page token; only in
+    the experiments ``visible`` allows (auth: what the caller may read)."""
+    if visible is not None:
+        allowed = tuple(e for e in req.experiment_ids if visible.allows(e.strip()))
+        req = dataclasses.replace(req, experiment_ids=allowed)
     async with pool.acquire() as conn:
         run_ids, token = await search.search_runs(
             conn,
@@ -143,8 +148,9 @@ async def search_runs(request: web.Request) -> web.Response:
         await request_fields(request, repeated=("experiment_ids", "order_by"))
     )
     # Every search catches up on every shard (docs/design-decisions.md, read-your-writes).
+    visible = visibility_of(request)
     run_ids, rows, token = await read_caught_up(
-        request, (), lambda: search_run_rows(request.app[PG_POOL], req)
+        request, (), lambda: search_run_rows(request.app[PG_POOL], req, visible)
     )
     missing = [run_id for run_id in run_ids if run_id not in rows]
     if missing:

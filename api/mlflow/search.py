@@ -17,6 +17,7 @@ from runstream.api.mlflow import search_filter as sf
 from runstream.api.mlflow import search_sql as sq
 from runstream.schemas import constants as c
 from runstream.schemas.validation import parse_experiment_id
+from runstream.web import Visibility
 
 # A search's best plan depends on its values (an experiment of 1,000 runs wants per-run index
 # lookups, one of 100,000 wants hash joins), so never reuse a generic plan of the prepared
@@ -76,8 +77,10 @@ async def search_experiments(
     filter_string: str = "",
     order_by: Sequence[str] = (),
     page_token: str | None = None,
+    visible: Visibility | None = None,
 ) -> tuple[list[asyncpg.Record], str | None]:
-    """Experiment rows (columns ``search_sql.EXPERIMENT_COLUMNS``) and the next page token."""
+    """Experiment rows (columns ``search_sql.EXPERIMENT_COLUMNS``) and the next page token;
+    only those ``visible`` allows (auth: what the caller may read)."""
     pagination.check_max_results(max_results)
     stages = sq.view_stages(view_type)
     filters = sf.parse_experiments_filter(filter_string)
@@ -89,6 +92,7 @@ async def search_experiments(
         order_by=ordering,
         offset=offset,
         limit=max_results + 1,
+        visible=visible,
     )
     rows, token = pagination.page(await _fetch(conn, query), offset, max_results)
     return list(rows), token

@@ -27,6 +27,7 @@ from runstream.api.mlflow import search_filter as sf
 from runstream.api.views import LIFECYCLE_STAGES_OF_VIEW, VIEW_TYPES
 from runstream.schemas import constants as c
 from runstream.schemas.errors import InvalidParameterValue
+from runstream.web import Visibility
 
 # Whitelists: the only identifiers that reach SQL text.
 _RUN_COLUMNS = {
@@ -433,10 +434,15 @@ def experiments_query(
     order_by: Sequence[sf.OrderBy] = (),
     offset: int = 0,
     limit: int | None = None,
+    visible: Visibility | None = None,
 ) -> Query:
-    """Experiment rows (``EXPERIMENT_COLUMNS``) in MLflow's ``search_experiments`` order."""
+    """Experiment rows (``EXPERIMENT_COLUMNS``) in MLflow's ``search_experiments`` order,
+    limited to ``visible`` (the caller's readable experiments) when given."""
     arg = Args()
     where = [f"e.lifecycle_stage = ANY({arg(list(stages), '::text[]')})"]
+    if visible is not None:
+        ids = arg(sorted(int(i) for i in visible.exceptions if i.isdigit()), "::bigint[]")
+        where.append(f"{'NOT ' if visible.default else ''}(e.experiment_id = ANY({ids}))")
     where.extend(_experiment_condition(comp, arg) for comp in filters)
     keys = [f"{_EXPERIMENT_COLUMNS[o.column]} {'ASC' if o.ascending else 'DESC'}" for o in order_by]
     if not any(o.column == "experiment_id" for o in order_by):

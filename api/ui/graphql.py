@@ -31,7 +31,7 @@ from runstream.api.reads import run_not_found
 from runstream.resources import PG_POOL, SETTINGS
 from runstream.schemas.errors import InvalidParameterValue, RunstreamError
 from runstream.schemas.validation import experiment_not_found
-from runstream.web import json_response, read_json_body
+from runstream.web import json_response, read_json_body, require, visibility_of
 
 MAX_QUERY_CHARS = 20_000
 """The UI's largest query is ~1,500 characters; anything far bigger is not the UI."""
@@ -221,6 +221,7 @@ async def get_experiment(
     info: graphql.GraphQLResolveInfo, input: Mapping[str, Any] | None = None
 ) -> views.JsonDict:
     experiment_id = rq.parse_experiment_ref(input_fields(input))
+    await require(info.context, "read", experiment_ids=[str(experiment_id)])
     row = await queries.experiment_by_id(_pool(info), experiment_id)
     if row is None:
         raise experiment_not_found(experiment_id)
@@ -231,6 +232,7 @@ async def get_run(
     info: graphql.GraphQLResolveInfo, input: Mapping[str, Any] | None = None
 ) -> views.JsonDict:
     run_id = rq.parse_run_ref(input_fields(input))
+    await require(info.context, "read", run_ids=[run_id])
     row = await queries.run(_pool(info), run_id)
     if row is None:
         raise run_not_found(run_id)
@@ -242,7 +244,7 @@ async def search_runs(
     info: graphql.GraphQLResolveInfo, input: Mapping[str, Any] | None = None
 ) -> views.JsonDict:
     req = rq.parse_search_runs(input_fields(input))
-    run_ids, rows, token = await search_run_rows(_pool(info), req)
+    run_ids, rows, token = await search_run_rows(_pool(info), req, visibility_of(info.context))
     runs = [views.run_row_to_json(rows[run_id]) for run_id in run_ids if run_id in rows]
     return {"runs": await _with_experiments(info, runs), "next_page_token": token or None}
 
@@ -251,6 +253,7 @@ async def get_metric_history_bulk_interval(
     info: graphql.GraphQLResolveInfo, input: Mapping[str, Any] | None = None
 ) -> views.JsonDict:
     req = rq.parse_get_metric_history_bulk_interval(input_fields(input))
+    await require(info.context, "read", run_ids=req.run_ids)
     pool = _pool(info)
     metrics: list[views.JsonDict] = []
     for run_id in req.run_ids:

@@ -46,10 +46,14 @@ def default_spool_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path.home() / ".runstream" / "spool"
 
 
-def auth_headers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """MLflow's client credentials, so the SDK passes the same reverse proxy as ``mlflow``."""
+def auth_headers(
+    environ: Mapping[str, str] | None = None, token: str | None = None
+) -> dict[str, str]:
+    """The credentials the SDK sends: ``token`` (an API token of a runstream server with auth
+    on), else ``RUNSTREAM_TOKEN``, else MLflow's client credentials
+    (``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``)."""
     env = os.environ if environ is None else environ
-    token = env.get("MLFLOW_TRACKING_TOKEN")
+    token = token or env.get("RUNSTREAM_TOKEN") or env.get("MLFLOW_TRACKING_TOKEN")
     if token:
         return {"Authorization": f"Bearer {token}"}
     user, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
@@ -90,19 +94,25 @@ class ClientConfig:
     max_backoff: float = 30.0
     """Longest wait between retries of a failed request, in seconds."""
     headers: Mapping[str, str] = field(default_factory=dict)
-    """Extra request headers (credentials from MLFLOW_TRACKING_TOKEN or
+    """Extra request headers (credentials: ``token``, RUNSTREAM_TOKEN, MLFLOW_TRACKING_TOKEN or
     MLFLOW_TRACKING_USERNAME/PASSWORD)."""
 
     @classmethod
     def from_env(
-        cls, url: str | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+        cls,
+        url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        *,
+        token: str | None = None,
+        **overrides: Any,
     ) -> ClientConfig:
-        """Read the ``RUNSTREAM_*`` variables; keyword overrides win."""
+        """Read the ``RUNSTREAM_*`` variables; keyword overrides win (``token``: see
+        ``auth_headers``)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {
             "url": resolve_url(url, env),
             "spool_dir": default_spool_dir(env),
-            "headers": auth_headers(env),
+            "headers": auth_headers(env, token),
         }
         for name, kind in _ENV_FIELDS.items():
             raw = env.get("RUNSTREAM_" + name.upper())

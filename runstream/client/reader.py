@@ -106,8 +106,12 @@ class Client:
     answers once everything up to that write is applied, so a read sees your own writes.
     """
 
-    def __init__(self, url: str | None = None, *, timeout: float = 60.0) -> None:
-        config = ClientConfig.from_env(url)
+    def __init__(
+        self, url: str | None = None, *, timeout: float = 60.0, token: str | None = None
+    ) -> None:
+        """``token``: an API token of a server with auth on (else RUNSTREAM_TOKEN, else
+        MLflow's ``MLFLOW_TRACKING_TOKEN`` / ``_USERNAME`` and ``_PASSWORD``)."""
+        config = ClientConfig.from_env(url, token=token)
         self.url = config.url
         self._transport = Transport(config.url, timeout, dict(config.headers))
 

@@ -328,6 +328,7 @@ def start_run(
     *,
     experiment_id: str | None = None,
     run_id: str | None = None,
+    token: str | None = None,
 ) -> Run:
     """Start a run and return it; logging to it never blocks on the network.
 
@@ -341,8 +342,11 @@ def start_run(
 
     ``run_id`` attaches to an existing run instead (for example a second process logging
     to the same run): nothing is created, and ``finish`` sets that run's status.
+
+    ``token`` is an API token of a server with auth on (else ``RUNSTREAM_TOKEN``, else
+    MLflow's ``MLFLOW_TRACKING_TOKEN`` or ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``).
     """
-    config = ClientConfig.from_env(url)
+    config = ClientConfig.from_env(url, token=token)
     if run_id is not None:
         validate_run_id(run_id)
         run = Run(run_id, config, experiment_id=experiment_id, name=name or "")

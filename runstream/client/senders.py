@@ -1,4 +1,4 @@
-"""One ``Sender`` per server URL per process, created on first use and forgotten by fork."""
+"""One ``Sender`` per server URL and credentials per process; forgotten by fork."""
 
 from __future__ import annotations
 
@@ -7,16 +7,25 @@ import threading
 from runstream.client.config import ClientConfig
 from runstream.client.sender import Sender
 
-_registry: dict[str, Sender] = {}
+SenderKey = tuple[str, tuple[tuple[str, str], ...]]
+
+_registry: dict[SenderKey, Sender] = {}
 _lock = threading.Lock()
 
 
+def _sender_key(config: ClientConfig) -> SenderKey:
+    # Runs that send different credentials (tokens of two users) must not share a sender.
+    return config.url, tuple(sorted(config.headers.items()))
+
+
 def sender_for(config: ClientConfig) -> Sender:
-    """The process's sender for ``config.url``; a new one once the last has stopped."""
+    """The process's sender for ``config.url`` and its credentials; a new one once the last
+    has stopped."""
+    key = _sender_key(config)
     with _lock:
-        sender = _registry.get(config.url)
+        sender = _registry.get(key)
         if sender is None or sender.stopping:
-            sender = _registry[config.url] = Sender(config)
+            sender = _registry[key] = Sender(config)
         return sender
 
 

@@ -111,6 +111,8 @@ def test_each_service_runs_its_command_with_valid_settings(
     assert settings.s3_endpoint_url == "http://minio:9000"
     assert settings.host == "0.0.0.0"
     assert settings.workers == 0  # one HTTP process per core of the container
+    assert settings.auth == "basic"  # on by default; the admin's password from the environment
+    assert settings.admin_password is None
     assert "/health" in " ".join(service["healthcheck"]["test"])
     depends = service["depends_on"]
     assert depends["postgres"]["condition"] == "service_healthy"
