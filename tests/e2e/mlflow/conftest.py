@@ -29,6 +29,7 @@ from pathlib import Path
 import asyncpg
 import mlflow
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from runstream.settings import Settings
@@ -73,6 +74,16 @@ async def _create_database(admin_url: str, name: str, template: str | None) -> N
             await conn.execute("SELECT pg_advisory_unlock(7263)")
     finally:
         await conn.close()
+
+
+async def _drop_keys(redis_url: str, prefix: str) -> None:
+    client = aioredis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        for start in range(0, len(keys), 1000):
+            await client.delete(*keys[start : start + 1000])
+    finally:
+        await client.aclose()
 
 
 async def _drop_database(admin_url: str, name: str) -> None:
@@ -198,6 +209,7 @@ def compat_target(
     finally:
         server.stop()
         asyncio.run(_drop_database(pg_admin_url, name))
+        asyncio.run(_drop_keys(redis_url, settings.stream_prefix))
 
 
 @pytest.fixture(autouse=True)
