@@ -199,15 +199,21 @@ class Ingestor:
             )
             _raise_first(checks)
         at = now_ms()
-        results = await asyncio.gather(
-            *(
-                self._append_shard(
-                    s, by_shard[s], encode_entries(at, by_shard[s]), deleted, idempotency_key
-                )
-                for s in shards
-            ),
-            return_exceptions=True,
-        )
+        key = idempotency_key
+        appends = [
+            self._append_shard(s, by_shard[s], encode_entries(at, by_shard[s]), deleted, key)
+            for s in shards
+        ]
+        results: list[Appended | BaseException]
+        if len(appends) == 1:
+            # Most requests touch one run, hence one shard: awaited here rather than through
+            # gather's task, a loop turn and a task less on every write (issue 12).
+            try:
+                results = [await appends[0]]
+            except Exception as exc:  # sorted by _raise_first below, as gather's are
+                results = [exc]
+        else:
+            results = await asyncio.gather(*appends, return_exceptions=True)
         if any(isinstance(e, _LIFECYCLE_EVENTS) for e in events):
             self.model.forget_deleted_experiments()
         _raise_first(results)

@@ -149,14 +149,10 @@ class WatermarkWaiter:
     async def tails(self, shards: Sequence[int], timeout: float) -> WriteToken:  # noqa: ASYNC109
         """The newest entry appended to each of ``shards`` (those that have one), now; 503
         when Redis does not answer within ``timeout`` (at least ``MIN_ANSWER_SECONDS``)."""
-        # One GET per shard, pipelined: the tails live in different cluster slots, so no MGET.
-        pipe = self.redis.pipeline(transaction=False)
-        for shard in shards:
-            pipe.get(c.tail_key(self.prefix, shard))
         try:
             # A frozen Redis must not hold the read for ever (issue 14): 503 instead.
             async with asyncio.timeout(max(timeout, MIN_ANSWER_SECONDS)):
-                tails = await pipe.execute()
+                tails = await self._get_tails(shards)
         except TimeoutError:
             raise TemporarilyUnavailable(
                 f"Redis did not answer within {max(timeout, MIN_ANSWER_SECONDS):g}s",
@@ -169,6 +165,18 @@ class WatermarkWaiter:
                 if tail is not None
             )
         )
+
+    async def _get_tails(self, shards: Sequence[int]) -> list[bytes | str | None]:
+        keys = [c.tail_key(self.prefix, shard) for shard in shards]
+        if len(keys) == 1:
+            # A read about one run (get_run, get-history): a plain GET costs the client library
+            # a fraction of a pipeline's work, on every such read (issue 12).
+            return [await self.redis.get(keys[0])]
+        # One GET per shard, pipelined: the tails live in different cluster slots, so no MGET.
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        return list(await pipe.execute())
 
     def snapshot(self) -> dict[int, Position]:
         """The watermarks known now: every entry up to them is committed in PostgreSQL."""

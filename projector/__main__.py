@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 
+from runstream.loop import run_loop
 from runstream.projector.service import run_projector
 from runstream.schemas.errors import ConfigurationError
 from runstream.settings import Settings
@@ -48,7 +49,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    asyncio.run(_main(settings))
+    run_loop(_main(settings))
     return 0
 
 

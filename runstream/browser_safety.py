@@ -21,6 +21,7 @@ Every response carries ``X-Content-Type-Options: nosniff`` and ``X-Frame-Options
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -76,14 +77,7 @@ class BrowserPolicy:
     def host_allowed(self, host: str | None) -> bool:
         if not host:
             return False
-        host = host.lower()
-        return any(
-            # "[" starts a character class for fnmatch; in a Host it is an IPv6 bracket.
-            fnmatch.fnmatchcase(host, p.lower().replace("[", "[[]"))
-            if "*" in p
-            else host == p.lower()
-            for p in self.allowed_hosts
-        )
+        return host_matches(self.allowed_hosts, host.lower())
 
     @property
     def any_origin(self) -> bool:
@@ -106,6 +100,18 @@ class BrowserPolicy:
         # The page's own server: the UI served from this host writes with its own Origin.
         own = urlsplit(origin)
         return not (host and own.scheme in ("http", "https") and own.netloc == host)
+
+
+@functools.lru_cache(maxsize=1024)
+def host_matches(patterns: tuple[str, ...], host: str) -> bool:
+    """Does ``host`` (lower case) match one of ``patterns``? Every request asks, almost always
+    with the same one or two Hosts, so verdicts are remembered (bounded: random Hosts only
+    churn the cache)."""
+    return any(
+        # "[" starts a character class for fnmatch; in a Host it is an IPv6 bracket.
+        fnmatch.fnmatchcase(host, p.lower().replace("[", "[[]")) if "*" in p else host == p.lower()
+        for p in patterns
+    )
 
 
 def default_allowed_hosts(public_url: str | None) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ from runstream.api.health import health
 from runstream.browser_safety import use_browser_safety
 from runstream.connections import GuardedAppRunner
 from runstream.embedded import EmbeddedStores
+from runstream.loop import run_loop
 from runstream.metrics_http import add_metrics_route, latency_middleware
 from runstream.preflight import DataDirLock, check_port_free
 from runstream.projector.migrations import migrate_dsn
@@ -152,21 +153,25 @@ def run_parts(settings: Settings, parts: Collection[str], out: TextIO = sys.stdo
 def _run(
     settings: Settings, parts: Collection[str], stores: EmbeddedStores | None, out: TextIO
 ) -> int:
-    """Serve ``parts`` from this process, plus N-1 worker processes when there are HTTP parts
-    and ``settings.workers`` asks for more than one (runstream/workers.py)."""
+    """Serve ``parts`` from this process; or, when there are HTTP parts and ``settings.workers``
+    asks for more than one process, serve them from N worker processes and keep the rest (the
+    projector) here, off their event loops (runstream/workers.py)."""
     count = worker_count(settings)
     served = http_parts(parts)
     if count <= 1 or not served:
-        return asyncio.run(_serve(settings, parts, stores, out))
+        return run_loop(_serve(settings, parts, stores, out))
     assert settings.database_url
     asyncio.run(_migrate(settings.database_url))
     # Held until the parent stops: the port is ours, and a taken port fails once, here.
     reserved = reserve_port(settings.host, settings.port)
     with telemetry.multiprocess_metrics():
-        workers = WorkerSet(settings.replace(workers=1), served, count - 1, serve_worker)
+        workers = WorkerSet(settings.replace(workers=1), served, count, serve_worker)
+        own = tuple(p for p in parts if p not in served)
         try:
             workers.start()
-            return asyncio.run(_serve(settings, parts, stores, out, workers=workers, migrate=False))
+            return run_loop(
+                _serve(settings, own, stores, out, workers=workers, migrate=False, shown=parts)
+            )
         finally:
             workers.stop()
             reserved.close()
@@ -174,7 +179,7 @@ def _run(
 
 def serve_worker(settings: Settings, parts: Collection[str], parent: int) -> int:
     """A worker process's life (runstream/workers.py): serve until signalled or orphaned."""
-    return asyncio.run(_serve(settings, parts, None, None, parent=parent, migrate=False))
+    return run_loop(_serve(settings, parts, None, None, parent=parent, migrate=False))
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
@@ -196,10 +201,12 @@ async def _serve(
     workers: WorkerSet | None = None,
     parent: int | None = None,
     migrate: bool = True,
+    shown: Collection[str] = (),
 ) -> int:
     """Serve until SIGINT/SIGTERM. ``workers``: this process is the parent of worker
-    processes (it restarts the dead ones); ``parent``: this process is a worker of that
-    parent (it stops when orphaned). Either way the port is shared (SO_REUSEPORT)."""
+    processes (it restarts the dead ones) and does not listen, they do; ``parent``: this
+    process is a worker of that parent (it stops when orphaned) and shares the port with its
+    siblings (SO_REUSEPORT). ``shown``: the parts the banner names (default ``parts``)."""
     assert settings.database_url and settings.redis_url
     if migrate:
         await _migrate(settings.database_url)
@@ -228,17 +235,18 @@ async def _serve(
     await runner.setup()
     watchdog: asyncio.Task[None] | None = None
     try:
-        shared = workers is not None or parent is not None
-        site = web.TCPSite(
-            runner, settings.host, settings.port, reuse_address=True, reuse_port=shared or None
-        )
-        await site.start()
+        if workers is None:
+            shared = parent is not None
+            site = web.TCPSite(
+                runner, settings.host, settings.port, reuse_address=True, reuse_port=shared or None
+            )
+            await site.start()
         # What start-up made (modules, botocore's service data, pools) lives as long as the
         # process: keep the cyclic collector from walking it again in every full collection.
         gc.collect()
         gc.freeze()
         if out is not None:
-            _print_banner(settings, parts, stores, out, workers)
+            _print_banner(settings, shown or parts, stores, out, workers)
         if stores is not None or workers is not None or parent is not None:
             watchdog = asyncio.create_task(_watch(stores, workers, parent, stop, outcome))
         await stop.wait()
@@ -289,7 +297,7 @@ def _print_banner(
     workers: WorkerSet | None = None,
 ) -> None:
     uri = settings.tracking_uri
-    processes = f", {workers.count + 1} worker processes" if workers is not None else ""
+    processes = f", {workers.count} HTTP worker processes" if workers is not None else ""
     lines = [
         f"runstream {__version__} ({', '.join(p for p in PARTS if p in parts)}{processes}) "
         f"listening on http://{settings.host}:{settings.port}"

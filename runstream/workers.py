@@ -1,12 +1,15 @@
 """HTTP worker processes: ``runstream server --workers N`` serves from N processes on one port.
 
-The parent process owns the embedded stores, runs the migrations and the projector, and serves
-HTTP itself as worker 0; it starts N-1 more worker processes that serve the same parts minus
-the projector. Every worker binds the same host and port with ``SO_REUSEPORT``, so the kernel
-spreads connections over them. Each worker is a whole aiohttp app with its own pools and its
-own subscriptions (watermarks, live streams): nothing in a request depends on which worker
-answers. The projector stays single per shard anyway (shard leases in Redis,
-``projector/leases.py``); keeping it in the parent just spares the workers the lease traffic.
+The parent process owns the embedded stores, runs the migrations and the projector, and
+starts N worker processes that serve the HTTP parts; it does not serve HTTP itself. Every
+worker binds the same host and port with ``SO_REUSEPORT``, so the kernel spreads connections
+over them. Each worker is a whole aiohttp app with its own pools and its own subscriptions
+(watermarks, live streams): nothing in a request depends on which worker answers. The
+projector stays single per shard anyway (shard leases in Redis, ``projector/leases.py``);
+keeping it out of the workers keeps its batches (decoding, planning, a dozen PostgreSQL round
+trips per batch) off the event loops that answer requests: in one loop they interleaved with
+every request that arrived meanwhile (issue 12, docs/performance.md). With ``--workers 1``
+everything runs in one process.
 
 Workers die with the parent: each sets ``PR_SET_PDEATHSIG`` (Linux) to SIGTERM and also
 watches its parent's pid. The parent restarts a worker that exits while it runs, and on
@@ -90,7 +93,7 @@ def _worker_main(
 
 @dataclass
 class WorkerSet:
-    """The N-1 worker processes of a parent that serves as worker 0."""
+    """The N HTTP worker processes of a parent that runs the projector."""
 
     settings: Settings
     parts: tuple[str, ...]

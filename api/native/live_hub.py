@@ -1,6 +1,7 @@
 """The live hub: one per api process, it knows which client watches which runs and keys,
-hears what the projector applied (``constants.changes_channel``), reads the new points once
-per series and puts them in every interested client's bounded queue."""
+hears what the projector applied (``constants.changes_channel``, subscribed while it has
+clients), reads the new points once per series and puts them in every interested client's
+bounded queue."""
 
 from __future__ import annotations
 
@@ -92,26 +93,37 @@ class LiveHub:
         self._sweep: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscribed = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
         self.fanouts = 0
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="live-listener"),
-            asyncio.create_task(self._process(), name="live-fanout"),
-        ]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), 1.0)
+        self._tasks = [asyncio.create_task(self._process(), name="live-fanout")]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._listener] if self._listener is not None else [])]
+        self._listener = None
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
         for client in list(self.clients):
             client.offer(DROPPED)
+
+    def _listen_while_watched(self) -> None:
+        """Subscribe to the change channel while at least one client watches.
+
+        Every projected batch publishes a change message; parsing it costs each api process
+        CPU that requests could use (a tenth of a log_metric's, measured, issue 12), so a
+        process with no live client does not subscribe. Changes published before the
+        subscription are caught by ``_on_subscribed``'s sweep of every watched run.
+        """
+        if self.clients and self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="live-listener")
+        elif not self.clients and self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
 
     async def subscribe(self, client: LiveClient) -> Snapshot:
         """Register ``client``; return its runs and series as of now (404 for a missing run)."""
@@ -131,6 +143,7 @@ class LiveHub:
             self.clients.add(client)
             for run_id in client.runs:
                 self.by_run.setdefault(run_id, set()).add(client)
+            self._listen_while_watched()
             return Snapshot([run_json(r) for r in run_rows], series)
 
     def unsubscribe(self, client: LiveClient) -> None:
@@ -144,6 +157,7 @@ class LiveHub:
                 del self.by_run[run_id]
                 for key in [k for k in self.offsets if k[0] == run_id]:
                     del self.offsets[key]
+        self._listen_while_watched()
 
     def note(self, message: dict[str, Any]) -> None:
         """Take one change message (decoded); the fan-out task reads and delivers."""
@@ -219,7 +233,6 @@ class LiveHub:
         )
 
     def _on_subscribed(self) -> None:
-        self._subscribed.set()
         # Messages may have been missed while (re)subscribing: look at everything.
         self._sweep |= set(self.by_run)
         if self._sweep:

@@ -4,7 +4,7 @@
 |---|---|
 | schemas | nothing of runstream |
 | ingest | schemas, runstream.settings/resources/web/telemetry |
-| projector | schemas, runstream.settings/resources/telemetry |
+| projector | schemas, runstream.settings/resources/telemetry/loop |
 | api | schemas, ingest, runstream.settings/resources/web/telemetry |
 
 and no module of the package imports itself back through others (no import cycle).
@@ -26,7 +26,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "schemas": ("runstream.schemas",),
     "ingest": ("runstream.ingest", "runstream.schemas", *SHARED),
     "projector": ("runstream.projector", "runstream.schemas", "runstream.settings",
-                  "runstream.resources", "runstream.telemetry"),
+                  "runstream.resources", "runstream.telemetry", "runstream.loop"),
     "api": ("runstream.api", "runstream.ingest", "runstream.schemas", *SHARED),
 }  # fmt: skip
 
