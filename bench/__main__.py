@@ -25,6 +25,7 @@ from bench import (
     auth_overhead,
     mlflow_proof,
     mlflow_protocol,
+    raw_protocol,
     read_workloads,
     storage,
     write_workloads,
@@ -49,6 +50,7 @@ Workload = Callable[[Context], Iterable[Result]]
 PUBLISHED: dict[str, Workload] = {
     **write_workloads.WORKLOADS,
     **mlflow_protocol.WORKLOADS,
+    **raw_protocol.WORKLOADS,
     **read_workloads.WORKLOADS,
     **storage.WORKLOADS,
 }
