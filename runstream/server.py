@@ -87,7 +87,8 @@ def build_app(settings: Settings, parts: Collection[str] = PARTS) -> web.Applica
     for part in PARTS:
         if part in parts:
             room_setup(part)(app, settings)
-    use_stores(app, settings)
+    if parts:  # no parts: the parent of HTTP workers that runs no projector holds no stores
+        use_stores(app, settings)
     if settings.auth == "basic" and set(parts) & {"ingest", "api"}:
         from runstream.auth.app import setup_auth  # a projector alone serves only /health
 
@@ -162,6 +163,10 @@ def _run(
         return run_loop(_serve(settings, parts, stores, out))
     assert settings.database_url
     asyncio.run(_migrate(settings.database_url))
+    if settings.auth == "basic":
+        from runstream.auth.app import bootstrap_admin_once
+
+        asyncio.run(bootstrap_admin_once(settings))
     # Held until the parent stops: the port is ours, and a taken port fails once, here.
     reserved = reserve_port(settings.host, settings.port)
     with telemetry.multiprocess_metrics():
@@ -280,7 +285,11 @@ async def _watch(
             logger.error("embedded store exited: %s; stopping", failed)
             outcome.exit_code = 1
             stop.set()
-        if workers is not None:
+        if workers is not None and workers.misconfigured():
+            logger.error("a worker refused its settings; stopping")
+            outcome.exit_code = 2
+            stop.set()
+        elif workers is not None:
             for pid in workers.restart_dead():
                 telemetry.forget_process(pid)
         if parent is not None and os.getppid() != parent:

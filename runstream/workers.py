@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
 from runstream.logs import configure_logging
+from runstream.schemas.errors import ConfigurationError
 from runstream.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 STOP_GRACE_SECONDS = 8.0
 """How long a worker gets to finish its requests after SIGTERM before it is killed."""
+MISCONFIGURED = 2
+"""A worker's exit code when its settings are refused (the CLI's code for the same)."""
 RESTART_PAUSE_SECONDS = 1.0
 """A worker that keeps dying is restarted at most this often."""
 
@@ -88,7 +91,12 @@ def _worker_main(
 ) -> None:
     die_with_parent(parent)
     configure_logging(logging.getLevelName(log_level))
-    raise SystemExit(entry(settings, parts, parent))
+    try:
+        code = entry(settings, parts, parent)
+    except ConfigurationError as exc:
+        logger.error("%s", exc.message)
+        code = MISCONFIGURED
+    raise SystemExit(code)
 
 
 @dataclass
@@ -126,6 +134,10 @@ class WorkerSet:
             ", ".join(str(p.pid) for p in self.processes),
             extra={"action": "workers_started"},
         )
+
+    def misconfigured(self) -> bool:
+        """Did a worker refuse to start for its settings? Restarting it would not help."""
+        return any(p.exitcode == MISCONFIGURED for p in self.processes)
 
     def restart_dead(self) -> list[int]:
         """Replace workers that exited (crash, OOM kill); returns the pids that died."""

@@ -19,7 +19,7 @@ from runstream.auth.permissions import BY_NAME
 from runstream.auth.resolver import Resolver
 from runstream.auth.routes import add_auth_routes
 from runstream.auth.store import AuthStore
-from runstream.resources import PG_POOL, REDIS, use_stores
+from runstream.resources import PG_POOL, REDIS, create_pg_pool, create_redis, use_stores
 from runstream.schemas.errors import ConfigurationError
 from runstream.settings import Settings
 
@@ -58,6 +58,19 @@ def setup_auth(app: web.Application, settings: Settings) -> None:
         yield
 
     app.cleanup_ctx.append(auth_ctx)
+
+
+async def bootstrap_admin_once(settings: Settings) -> None:
+    """``bootstrap_admin`` on connections of its own: the parent of ``--workers N`` calls it
+    before it starts them, so a missing admin stops the server once, with exit 2, instead of
+    failing every worker it would restart for ever."""
+    pool = await create_pg_pool(settings)
+    redis = create_redis(settings)
+    try:
+        await bootstrap_admin(AuthStore(pool, redis, settings.stream_prefix), settings)
+    finally:
+        await redis.aclose()
+        await pool.close()
 
 
 async def bootstrap_admin(store: AuthStore, settings: Settings) -> None:
