@@ -661,7 +661,7 @@ def check_batch_counts(fields: Fields) -> None:
     Run before any per-item work (item types, the columnar pass, required fields), so that an
     oversized batch costs the event loop microseconds whatever it holds. MLflow's server checks
     items first (``_validate_batch_log_data`` before ``_validate_batch_log_limits``): for a batch
-    that is both oversized and holds a bad item, MLflow names the item, runstream the count;
+    that is both oversized and holds a bad item (or run id), MLflow names it, runstream the count;
     both answer 400 INVALID_PARAMETER_VALUE, and MLflow's client never sends such a batch (it
     splits batches at these limits). docs/reliability.md, "Bounded work per request".
     """
