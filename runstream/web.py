@@ -186,11 +186,21 @@ def client_went_away(request: web.Request, exc: BaseException) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def read_json_body(request: web.Request, max_bytes: int) -> Any:
-    """Parse a JSON body. MLflow's client sends NaN/Infinity literals, which orjson refuses."""
+async def read_json_body(request: web.Request, max_bytes: int, max_items: int | None = None) -> Any:
+    """Parse a JSON body. MLflow's client sends NaN/Infinity literals, which orjson refuses.
+
+    Parsing holds the event loop for as long as it takes, and what it takes grows with the
+    number of values, not the bytes: 24 MiB of small metric objects hold it 250 ms (the stdlib
+    fallback 350 ms), 24 MiB of one string 20 ms. ``max_items`` bounds the values from the
+    commas before parsing (``too_many_items``).
+    """
     body = await read_body(request, max_bytes)
     if not body:
         return {}
+    if max_items is not None and too_many_items(body, max_items):
+        raise RequestTooLarge(
+            f"Request body holds more than {max_items:,} JSON items; split it into several requests"
+        )
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -201,6 +211,18 @@ async def read_json_body(request: web.Request, max_bytes: int) -> Any:
         except (ValueError, RecursionError) as exc:
             # orjson refuses nesting past 1,024; json recurses until Python's limit.
             raise MalformedRequest(f"Request body is not valid JSON: {exc!s:.200}") from exc
+
+
+def too_many_items(body: bytes, max_items: int) -> bool:
+    """Does ``body`` hold more than ``max_items`` JSON separators (commas)?
+
+    Every value past the first of an array or object follows a comma, and nesting without
+    commas is bounded by the parsers' depth (orjson 1,024), so the commas bound the values
+    and with them the time parsing holds the loop (100,000 commas: under 10 ms). One pass at
+    memchr speed, and none for a body shorter than the limit. Commas inside strings count
+    too: the bound errs toward refusing, never toward parsing longer.
+    """
+    return len(body) > max_items and body.count(b",") > max_items
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:

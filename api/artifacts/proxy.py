@@ -173,6 +173,7 @@ async def capped(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]
 class ArtifactHandlers:
     max_json_bytes: int
     max_upload_bytes: int = 5 * 1024**3
+    max_json_items: int | None = None
 
     @staticmethod
     def store(request: web.Request) -> ArtifactStore:
@@ -235,7 +236,7 @@ class ArtifactHandlers:
         return json_response({})
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
-        body = await read_json_body(request, self.max_json_bytes)
+        body = await read_json_body(request, self.max_json_bytes, self.max_json_items)
         if not isinstance(body, dict):
             raise InvalidParameterValue("Request body must be a JSON object")
         return body

@@ -51,7 +51,8 @@ async def _request_fields(request: web.Request, repeated: Collection[str]) -> di
             raise InvalidParameterValue(
                 f"Bad Request. Content-Type must be one of ['{JSON_TYPE}']."
             )
-    body = await read_json_body(request, request.app[SETTINGS].max_json_bytes)
+    settings = request.app[SETTINGS]
+    body = await read_json_body(request, settings.max_json_bytes, settings.max_json_items)
     return fields_from_body(body)
 
 

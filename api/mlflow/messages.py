@@ -649,8 +649,39 @@ def _columns_of(metrics: Sequence[Metric]) -> MetricColumns:
     return columns
 
 
+def _batch_list(fields: Fields, name: str) -> Any:
+    """The raw ``name`` list of a log-batch, not yet checked item by item (None when absent)."""
+    value = fields.get(name)
+    return value if isinstance(value, list) else None
+
+
+def check_batch_counts(fields: Fields) -> None:
+    """MLflow's batch limits (``_validate_batch_log_limits``), from the lists' lengths alone.
+
+    Run before any per-item work (item types, the columnar pass, required fields), so that an
+    oversized batch costs the event loop microseconds whatever it holds. MLflow's server checks
+    items first (``_validate_batch_log_data`` before ``_validate_batch_log_limits``): for a batch
+    that is both oversized and holds a bad item (or run id), MLflow names it, runstream the count;
+    both answer 400 INVALID_PARAMETER_VALUE, and MLflow's client never sends such a batch (it
+    splits batches at these limits). docs/reliability.md, "Bounded work per request".
+    """
+    counts: dict[str, int] = {}
+    for name in ("metrics", "params", "tags"):
+        value = _batch_list(fields, name)
+        counts[name] = 0 if value is None else len(value)
+    validate_batch_limit("metrics", c.MAX_METRICS_PER_BATCH, counts["metrics"])
+    validate_batch_limit("params", c.MAX_PARAMS_TAGS_PER_BATCH, counts["params"])
+    validate_batch_limit("tags", c.MAX_PARAMS_TAGS_PER_BATCH, counts["tags"])
+    validate_batch_limit(
+        "metrics, params, and tags", c.MAX_ENTITIES_PER_BATCH, sum(counts.values())
+    )
+
+
 def parse_log_batch(fields: Fields) -> LogBatch:
     run_id = required_string(fields, "run_id")
+    # Past the counts, MLflow's order: the handler's required fields, then the store's run id,
+    # items, unique param keys.
+    check_batch_counts(fields)
     raw_metrics = message_list(fields, "metrics")
     raw_params = message_list(fields, "params")
     raw_tags = message_list(fields, "tags")
@@ -665,10 +696,6 @@ def parse_log_batch(fields: Fields) -> LogBatch:
     for i, t in enumerate(raw_tags):
         require_present(t, "key", f"tags[{i}].key")
     validate_run_id(run_id)
-    # Counted before each item is checked: a million metrics are refused in microseconds.
-    validate_batch_limit("metrics", c.MAX_METRICS_PER_BATCH, len(raw_metrics))
-    validate_batch_limit("params", c.MAX_PARAMS_TAGS_PER_BATCH, len(raw_params))
-    validate_batch_limit("tags", c.MAX_PARAMS_TAGS_PER_BATCH, len(raw_tags))
     metrics: tuple[Metric, ...] = ()
     if series is None:
         metrics = tuple(
@@ -683,11 +710,6 @@ def parse_log_batch(fields: Fields) -> LogBatch:
     )
     tags = tuple(
         check_tag(t.get("key"), t.get("value"), f"tags[{i}]") for i, t in enumerate(raw_tags)
-    )
-    validate_batch_limit(
-        "metrics, params, and tags",
-        c.MAX_ENTITIES_PER_BATCH,
-        len(raw_metrics) + len(params) + len(tags),
     )
     check_unique_param_keys(params)
     return LogBatch(run_id, series, metrics, params, tags)

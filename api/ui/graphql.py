@@ -286,7 +286,8 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
     if request.method == "GET":
         body: Any = dict(request.query)
     else:
-        body = await read_json_body(request, request.app[SETTINGS].max_body_bytes)
+        settings = request.app[SETTINGS]
+        body = await read_json_body(request, settings.max_body_bytes, settings.max_json_items)
     if not isinstance(body, dict):
         raise InvalidParameterValue("GraphQL request must be one JSON object (no batching).")
     query = body.get("query")

@@ -72,10 +72,19 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout:
     raise AssertionError(f"{url}/health not ready after {timeout} s:\n{log.read_text()}")
 
 
-def request(method: str, url: str, body: Any = None, timeout: float = 30) -> tuple[int, Any]:
+def request(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 30,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[int, Any]:
     data = None if body is None else orjson.dumps(body)
     req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -168,7 +177,7 @@ def launched(home: Path, tmp_path: Path) -> Iterator[list[Server]]:
             server.process.wait()
 
 
-def write_run(url: str, run_id: str) -> dict[str, Any]:
+def write_run(url: str, run_id: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
     now = int(time.time() * 1000)
     events = [
         {
@@ -195,20 +204,20 @@ def write_run(url: str, run_id: str) -> dict[str, Any]:
             ],
         },
     ]
-    status, body = request("POST", f"{url}{V1}/events?wait=1", {"events": events})
+    status, body = request("POST", f"{url}{V1}/events?wait=1", {"events": events}, headers=headers)
     assert status == 200, body
     assert body["events"] == 3
     assert body["points"] == 3
     return body  # type: ignore[no-any-return]
 
 
-def check_run(url: str, run_id: str) -> None:
-    status, body = request("GET", f"{url}{V1}/runs/{run_id}")
+def check_run(url: str, run_id: str, headers: Mapping[str, str] | None = None) -> None:
+    status, body = request("GET", f"{url}{V1}/runs/{run_id}", headers=headers)
     assert status == 200, body
     run = body["run"]
     assert run["info"]["experiment_id"] == "0"
     assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"lr": "0.01", "depth": "4"}
-    status, history = request("GET", f"{url}{V1}/runs/{run_id}/history?key=loss")
+    status, history = request("GET", f"{url}{V1}/runs/{run_id}/history?key=loss", headers=headers)
     assert status == 200, history
     assert history["steps"] == [0, 1, 2]
     assert history["values"] == [1.0, 0.5, 0.25]

@@ -1,6 +1,11 @@
 """A normal workload beside hostile requests (issue 14): every point of the workload arrives,
 its latency stays within 2x of a quiet run, and no hostile request gets a 5xx.
 
+The quiet and the attacked runs are measured the same way and interleaved: the attackers
+are started once and switched on and off between blocks of the workload (quiet, loud, loud,
+quiet, ...), so that whatever else the machine does in the meantime falls on both alike, and
+the bound compares the median of all quiet samples with the median of all loud ones.
+
 Figures for docs/reliability.md come from this test:
 ``.venv/bin/python -m pytest tests/fault/test_load_under_attack.py -s -q``.
 """
@@ -8,15 +13,17 @@ Figures for docs/reliability.md come from this test:
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import multiprocessing
+import os
 import random
 import socket
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -29,10 +36,18 @@ pytestmark = pytest.mark.slow
 
 MLFLOW = "/api/2.0/mlflow"
 NATIVE = "/api/runstream/v1"
-PROBES = 200
-"""log-batch requests of 100 points each, timed one by one."""
-SDK_STEPS = 10_000
-"""Steps logged through the SDK, two keys each."""
+BLOCKS = 16
+"""Blocks of the workload, half quiet and half under attack, in the order ABBA ABBA ..."""
+BLOCK_PROBES = 50
+"""log-batch requests of 100 points each, timed one by one, in one block."""
+PROBES = BLOCKS // 2 * BLOCK_PROBES
+"""Probes per condition (quiet, loud)."""
+SDK_STEPS_PER_PROBE = 25
+SDK_STEPS = PROBES * SDK_STEPS_PER_PROBE
+"""Steps logged through the SDK per condition, two keys each, between the probes."""
+SETTLE = 0.5
+"""Seconds after switching the attack on (all attackers firing) or off (nothing in flight:
+the slowest hostile request takes ~60 ms)."""
 ATTACKERS = 4
 PAUSE = 0.1
 """Seconds between one attacker's requests: ~40 hostile requests/s in all, beside the workload."""
@@ -49,6 +64,10 @@ def hostile_requests(run_id: str) -> list[Callable[[], Request]]:
         return {"data": text.encode(), "headers": {"Content-Type": "application/json"}}
 
     token = base64.b64encode(b'{"offset": 9223372036854775808}').decode()
+    # Under the byte limit, over the item limit: 200,000 small metrics (10 MB), which
+    # parsing whole would hold the loop ~100 ms for.
+    item = b'{"key":"m","value":1.0,"timestamp":1,"step":1},'
+    many_items = b'{"run_id":"' + run_id.encode() + b'","metrics":[' + item * 200_000 + b"{}]}"
     many = " AND ".join(f"params.p{i} = 'x'" for i in range(300))
     return [
         lambda: (
@@ -118,6 +137,11 @@ def hostile_requests(run_id: str) -> list[Callable[[], Request]]:
         lambda: (
             "POST",
             f"{MLFLOW}/runs/log-batch",
+            {"data": many_items, "headers": {"Content-Type": "application/json"}},
+        ),
+        lambda: (
+            "POST",
+            f"{MLFLOW}/runs/log-batch",
             {
                 "data": b"{" + b" " * (25 * 1024 * 1024),
                 "headers": {"Content-Type": "application/json"},
@@ -126,8 +150,17 @@ def hostile_requests(run_id: str) -> list[Callable[[], Request]]:
     ]
 
 
-def attack_loop(url: str, run_id: str, seed: int, stop: Any, results: Any) -> None:
-    """One attacker process: hostile requests in a shuffled cycle, PAUSE apart."""
+def yield_cpu() -> None:
+    """Attackers run on other machines than the server they attack: here they share its
+    cores, so they give way to it (nice 19). Their requests still arrive and must still be
+    handled; what the bound leaves out is the attackers' own client-side CPU (building and
+    sending 25 MB bodies), which would otherwise be charged to the server."""
+    os.nice(19)
+
+
+def attack_loop(url: str, run_id: str, seed: int, on: Any, stop: Any, results: Any) -> None:
+    """One attacker process: hostile requests in a shuffled cycle, PAUSE apart, while ``on``."""
+    yield_cpu()
     kinds = hostile_requests(run_id)
     http = requests.Session()
     order = list(range(len(kinds)))
@@ -135,10 +168,11 @@ def attack_loop(url: str, run_id: str, seed: int, stop: Any, results: Any) -> No
     statuses: Counter[int] = Counter()
     errors: list[str] = []
     results.put("ready")
-    for i in itertools.cycle(order):
-        if stop.is_set():
-            break
-        method, path, kw = kinds[i]()
+    cycle = itertools.cycle(order)
+    while not stop.is_set():
+        if not on.wait(0.05):
+            continue
+        method, path, kw = kinds[next(cycle)]()
         try:
             status = http.request(method, url + path, timeout=30, **kw).status_code
         except requests.ConnectionError:
@@ -150,48 +184,72 @@ def attack_loop(url: str, run_id: str, seed: int, stop: Any, results: Any) -> No
     results.put((dict(statuses), errors))
 
 
-def slow_clients(port: int, stop: Any) -> None:
-    """SLOW_CLIENTS connections sending a request head a byte every 2 s, reopened when closed."""
+def slow_clients(port: int, on: Any, stop: Any) -> None:
+    """While ``on``, SLOW_CLIENTS connections sending a request head a byte every 2 s,
+    reopened when closed; all closed while off."""
+    yield_cpu()
     socks: list[socket.socket] = []
+    last_byte = 0.0
     while not stop.is_set():
+        if not on.is_set():
+            for s in socks:
+                s.close()
+            socks = []
+            on.wait(0.05)
+            continue
         socks = [s for s in socks if s.fileno() != -1]
         while len(socks) < SLOW_CLIENTS:
             s = socket.create_connection(("127.0.0.1", port))
             s.setblocking(False)
             socks.append(s)
-        for s in list(socks):
-            try:
-                s.send(b"G")
-            except OSError:
-                s.close()
-        stop.wait(2.0)
+        if time.monotonic() - last_byte >= 2.0:
+            last_byte = time.monotonic()
+            for s in list(socks):
+                try:
+                    s.send(b"G")
+                except OSError:
+                    s.close()
+        stop.wait(0.05)
     for s in socks:
         s.close()
 
 
 class Attack:
-    """Attackers in processes of their own, so they do not share the workload's GIL."""
+    """Attackers in processes of their own, so they do not share the workload's GIL; started
+    once, then switched on and off (``loud``) between blocks of the workload."""
 
     def __init__(self, url: str, port: int, run_id: str) -> None:
         ctx = multiprocessing.get_context("spawn")
+        self.on = ctx.Event()
         self.stop = ctx.Event()
         self.results: Any = ctx.Queue()
         self.processes = [
-            ctx.Process(target=attack_loop, args=(url, run_id, i, self.stop, self.results))
+            ctx.Process(target=attack_loop, args=(url, run_id, i, self.on, self.stop, self.results))
             for i in range(ATTACKERS)
         ]
-        self.processes.append(ctx.Process(target=slow_clients, args=(port, self.stop)))
+        self.processes.append(ctx.Process(target=slow_clients, args=(port, self.on, self.stop)))
         self.statuses: Counter[int] = Counter()
         self.server_errors: list[str] = []
 
     def __enter__(self) -> Attack:
         for p in self.processes:
             p.start()
-        for _ in range(ATTACKERS):  # started and importing done: the attack is on
+        for _ in range(ATTACKERS):  # started and importing done
             assert self.results.get(timeout=60) == "ready"
         return self
 
+    @contextlib.contextmanager
+    def loud(self) -> Iterator[None]:
+        self.on.set()
+        time.sleep(SETTLE)
+        try:
+            yield
+        finally:
+            self.on.clear()
+            time.sleep(SETTLE)
+
     def __exit__(self, *exc: object) -> None:
+        self.on.clear()
         self.stop.set()
         for _ in range(ATTACKERS):
             statuses, errors = self.results.get(timeout=60)
@@ -205,31 +263,40 @@ class Attack:
         return sum(self.statuses.values())
 
 
-def workload(url: str, experiment: str) -> tuple[list[float], str, str]:
-    """An SDK run of 2 x SDK_STEPS points, and PROBES timed log-batch calls of 100 points."""
-    run = runstream.start_run(experiment=experiment, url=url)
-    http = requests.Session()
-    probe = http.post(f"{url}{MLFLOW}/runs/create", json={}, timeout=30).json()
-    probe_id = probe["run"]["info"]["run_id"]
-    latencies = []
-    for i in range(PROBES):
-        if i < SDK_STEPS:
-            for step in range(i * SDK_STEPS // PROBES, (i + 1) * SDK_STEPS // PROBES):
-                run.log({"loss": 1.0 / (step + 1), "acc": step / SDK_STEPS}, step=step)
-        metrics = [
-            {"key": "probe", "value": float(j), "timestamp": 1, "step": i * 100 + j}
-            for j in range(100)
-        ]
-        t0 = time.perf_counter()
-        resp = http.post(
-            f"{url}{MLFLOW}/runs/log-batch",
-            json={"run_id": probe_id, "metrics": metrics},
-            timeout=30,
-        )
-        latencies.append(time.perf_counter() - t0)
-        assert resp.status_code == 200, resp.text
-    assert run.finish(timeout=60)
-    return latencies, run.run_id, probe_id
+class Workload:
+    """What a training job does, by blocks: SDK steps (two keys) between timed MLflow
+    log-batch calls of 100 points, each condition into its own SDK run and probe run."""
+
+    def __init__(self, url: str, experiment: str) -> None:
+        self.url = url
+        self.run = runstream.start_run(experiment=experiment, url=url)
+        self.http = requests.Session()
+        probe = self.http.post(f"{url}{MLFLOW}/runs/create", json={}, timeout=30).json()
+        self.probe_id: str = probe["run"]["info"]["run_id"]
+        self.probes = 0
+        self.latencies: list[float] = []
+
+    def block(self) -> None:
+        for _ in range(BLOCK_PROBES):
+            i = self.probes
+            for step in range(i * SDK_STEPS_PER_PROBE, (i + 1) * SDK_STEPS_PER_PROBE):
+                self.run.log({"loss": 1.0 / (step + 1), "acc": step / SDK_STEPS}, step=step)
+            metrics = [
+                {"key": "probe", "value": float(j), "timestamp": 1, "step": i * 100 + j}
+                for j in range(100)
+            ]
+            t0 = time.perf_counter()
+            resp = self.http.post(
+                f"{self.url}{MLFLOW}/runs/log-batch",
+                json={"run_id": self.probe_id, "metrics": metrics},
+                timeout=30,
+            )
+            self.latencies.append(time.perf_counter() - t0)
+            assert resp.status_code == 200, resp.text
+            self.probes += 1
+
+    def finish(self) -> None:
+        assert self.run.finish(timeout=60)
 
 
 def history_count(url: str, run_id: str, key: str) -> int:
@@ -245,31 +312,38 @@ def history_count(url: str, run_id: str, key: str) -> int:
 def test_workload_beside_hostile_requests(server_process: ServerProcess) -> None:
     url = server_process.url
     t0 = time.monotonic()
-    quiet, quiet_run, quiet_probe = workload(url, "quiet")
-    with Attack(url, server_process.settings.port, quiet_probe) as attack:
-        time.sleep(1.0)
-        loud, loud_run, loud_probe = workload(url, "under-attack")
+    quiet = Workload(url, "quiet")
+    loud = Workload(url, "under-attack")
+    with Attack(url, server_process.settings.port, quiet.probe_id) as attack:
+        for b in range(BLOCKS):
+            if b % 4 in (1, 2):  # ABBA: quiet, loud, loud, quiet, ...
+                with attack.loud():
+                    loud.block()
+            else:
+                quiet.block()
+    quiet.finish()
+    loud.finish()
     elapsed = time.monotonic() - t0
 
     lost = 0
-    for run_id in (quiet_run, loud_run):
+    for workload in (quiet, loud):
         for key in ("loss", "acc"):
-            lost += SDK_STEPS - history_count(url, run_id, key)
-    for run_id in (quiet_probe, loud_probe):
-        lost += PROBES * 100 - history_count(url, run_id, "probe")
+            lost += SDK_STEPS - history_count(url, workload.run.run_id, key)
+        lost += PROBES * 100 - history_count(url, workload.probe_id, "probe")
 
     def p(values: list[float], q: float) -> float:
         return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
 
+    q50, l50 = statistics.median(quiet.latencies), statistics.median(loud.latencies)
     print(
         f"\nload under attack: {attack.tried} hostile requests "
         f"({dict(sorted(attack.statuses.items()))}), 5xx: {len(attack.server_errors)}, "
         f"points sent: {2 * (2 * SDK_STEPS + PROBES * 100)}, points lost: {lost}; "
-        f"log-batch latency quiet p50 {p(quiet, 0.5):.1f} ms p95 {p(quiet, 0.95):.1f} ms, "
-        f"under attack p50 {p(loud, 0.5):.1f} ms p95 {p(loud, 0.95):.1f} ms; {elapsed:.0f} s"
+        f"log-batch latency ({PROBES} probes each) quiet p50 {q50 * 1000:.2f} ms "
+        f"p95 {p(quiet.latencies, 0.95):.1f} ms, under attack p50 {l50 * 1000:.2f} ms "
+        f"p95 {p(loud.latencies, 0.95):.1f} ms, ratio {l50 / q50:.2f}; {elapsed:.0f} s"
     )
     assert attack.server_errors == []
     assert lost == 0
     assert attack.tried > 50
-    # Median within 2x of the quiet run (10 ms of slack: the machine is shared and noisy).
-    assert statistics.median(loud) <= 2 * statistics.median(quiet) + 0.010
+    assert l50 <= 2 * q50

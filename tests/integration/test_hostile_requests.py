@@ -163,7 +163,7 @@ async def test_artifact_names_past_the_file_system_limits_answer_400(
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return settings.replace(max_artifact_bytes=1000, max_json_bytes=100_000)
+    return settings.replace(max_artifact_bytes=1000, max_json_bytes=100_000, max_json_items=2_000)
 
 
 async def test_artifact_upload_past_the_limit_is_413_and_kept_nowhere(
@@ -195,6 +195,38 @@ async def test_json_body_past_the_limit_is_413_before_parsing(
         json={"run_id": run_id, "metrics": metrics},
     )
     assert status == 413 and body["error_code"] == "RESOURCE_EXHAUSTED", body
+
+
+async def test_json_body_with_too_many_items_is_413_before_parsing(
+    server: str, http: aiohttp.ClientSession, run_id: str
+) -> None:
+    """Under the byte limit, over the item limit (2,000 in this module): refused from its
+    commas, nothing of it applied; a batch under both limits goes through."""
+
+    def batch(first: int, count: int) -> dict[str, Any]:
+        metrics = [
+            {"key": "m", "value": float(i), "timestamp": 1, "step": i}
+            for i in range(first, first + count)
+        ]
+        return {"run_id": run_id, "metrics": metrics}
+
+    refused = batch(0, 600)  # 4 commas a metric: 2,400
+    assert len(json.dumps(refused)) < 100_000
+    status, body, _ = await call(http, "POST", f"{server}{MLFLOW}/runs/log-batch", json=refused)
+    assert status == 413 and body["error_code"] == "RESOURCE_EXHAUSTED", body
+    assert "more than 2,000 JSON items" in body["message"]
+    status, body, _ = await call(
+        http, "POST", f"{server}{MLFLOW}/runs/log-batch", json=batch(1_000, 400)
+    )
+    assert status == 200, body
+    status, body, _ = await call(
+        http,
+        "GET",
+        f"{server}{MLFLOW}/metrics/get-history",
+        params={"run_id": run_id, "metric_key": "m"},
+    )
+    assert status == 200, body
+    assert [m["step"] for m in body["metrics"]] == list(range(1_000, 1_400))
 
 
 async def test_search_filters_are_bounded(server: str, http: aiohttp.ClientSession) -> None:

@@ -88,6 +88,35 @@ def test_log_batch_limits_and_duplicate_params() -> None:
     )
 
 
+def test_log_batch_counts_come_before_any_per_item_check() -> None:
+    """An oversized batch is refused from its lists' lengths: no item is looked at, so what
+    the items hold (not dicts, missing fields, bad names, a bad run id) does not change the
+    answer. MLflow's server names the bad item instead; same status and code."""
+    good = {"key": "m", "value": 1.0, "timestamp": 1}
+    for bad in ("not a dict", {"value": 1.0}, {"key": "../m", "value": 1.0, "timestamp": 1}):
+        fields = {"run_id": "r", "metrics": [good] * 1000 + [bad]}
+        assert message_of(rq.parse_log_batch, fields).startswith(
+            "A batch logging request can contain at most 1000 metrics. Got 1001 metrics."
+        )
+    params = [{"key": "p"}] * 101  # duplicate keys too: still the count first
+    assert "at most 100 params. Got 101" in message_of(
+        rq.parse_log_batch, {"run_id": "bad id!", "params": params}
+    )
+    tags = [{"value": "no key"}] * 101
+    assert "at most 100 tags. Got 101" in message_of(
+        rq.parse_log_batch, {"run_id": "r", "tags": tags}
+    )
+    mixed = {"run_id": "r", "metrics": [{}] * 901, "tags": [{}] * 100}
+    assert "at most 1000 metrics, params, and tags. Got 1001" in message_of(
+        rq.parse_log_batch, mixed
+    )
+    # Within the limits, MLflow's order again: required fields before the run id.
+    fields = {"run_id": "bad id!", "metrics": [{"key": "m", "value": 1.0}]}
+    assert message_of(rq.parse_log_batch, fields).startswith(
+        "Missing value for required parameter 'metrics[0].timestamp'."
+    )
+
+
 def test_long_param_and_tag_values_are_truncated_as_mlflow_does() -> None:
     batch = rq.parse_log_batch(
         {"run_id": "r", "params": [{"key": "p", "value": "x" * 7000}], "tags": [{"key": "t"}]}

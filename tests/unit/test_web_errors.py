@@ -5,7 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from runstream.web import MLFLOW_404_HTML, MLFLOW_405_HTML, error_middleware, json_response
+from runstream.web import (
+    MLFLOW_404_HTML,
+    MLFLOW_405_HTML,
+    error_middleware,
+    json_response,
+    too_many_items,
+)
 
 
 async def ok(request: web.Request) -> web.Response:
@@ -40,3 +46,12 @@ async def test_wrong_method_answers_405_with_allow() -> None:
         resp = await client.post("/api/runstream/v1/experiments")
         assert resp.status == 404
         assert (await resp.json())["error_code"] == "ENDPOINT_NOT_FOUND"
+
+
+def test_json_items_are_bounded_by_their_commas() -> None:
+    assert not too_many_items(b"[1,2,3]", 2)  # shorter than the limit: not even counted
+    assert not too_many_items(b"[" + b"1," * 10 + b"1]", 10)
+    assert too_many_items(b"[" + b"1," * 11 + b"1]", 10)
+    # Commas in strings count: the bound errs toward refusing, never toward parsing longer.
+    assert too_many_items(b'{"note": "' + b"," * 20 + b'"}', 10)
+    assert not too_many_items(b"[" * 50 + b"]" * 50, 10)  # depth: the parsers bound it

@@ -324,6 +324,42 @@ def test_unknown_run_is_resource_does_not_exist() -> None:
         assert error_code(exc) == "RESOURCE_DOES_NOT_EXIST"
 
 
+def test_oversized_log_batch_from_the_client_is_refused_by_its_count(
+    compat_target: Target, unique: str
+) -> None:
+    """The client's own wire code (``RestStore.log_batch``, below ``MlflowClient.log_batch``,
+    which would split the batch) sends 1,001 metrics: refused, and nothing of it is kept. With
+    a bad name among them runstream still answers with the count (checked before any item);
+    MLflow's server checks the items first and names the bad one. Same status and code."""
+    mlflow.set_experiment(f"oversized-{unique}")
+    client = MlflowClient()
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+        store = client._tracking_client.store
+        metrics = [mlflow.entities.Metric("m", float(i), 1, i) for i in range(1001)]
+        with pytest.raises(MlflowException) as exc:
+            store.log_batch(run_id, metrics=metrics, params=[], tags=[])
+        assert error_code(exc) == "INVALID_PARAMETER_VALUE"
+        count = (
+            "A batch logging request can contain at most 1000 metrics. Got 1001 metrics. Please"
+            " split up metrics across multiple requests and try again."
+        )
+        assert exc.value.message == f"INVALID_PARAMETER_VALUE: {count}"
+        metrics[500] = mlflow.entities.Metric("../m", 1.0, 1, 0)
+        with pytest.raises(MlflowException) as exc:
+            store.log_batch(run_id, metrics=metrics, params=[], tags=[])
+        assert error_code(exc) == "INVALID_PARAMETER_VALUE"
+        if compat_target.name == "mlflow":
+            assert "'metrics[500].name'" in exc.value.message
+        else:
+            assert exc.value.message == f"INVALID_PARAMETER_VALUE: {count}"
+        # The client's own log_batch splits at MLflow's limits: all 1,001 arrive.
+        metrics[500] = mlflow.entities.Metric("m", 500.0, 1, 500)
+        client.log_batch(run_id, metrics=metrics)
+    history = client.get_metric_history(run_id, "m")
+    assert sorted((m.step, m.value) for m in history) == [(i, float(i)) for i in range(1001)]
+
+
 def test_changing_a_param_is_refused(unique: str) -> None:
     mlflow.set_experiment(f"params-{unique}")
     with mlflow.start_run() as run:
