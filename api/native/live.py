@@ -13,9 +13,10 @@ streams, as the projector applies them:
 
 Every event's ``id`` is ``<stream token>.<sequence>``; how many points of each series the
 client has received is kept in Redis under the token (``constants.live_cursor_key``, updated
-before each event is written, kept for ``LIVE_CURSOR_TTL_SECONDS``), so the id stays a few
-bytes however many series are watched (it used to list them all: 370 KB per event with
-50,000 keys). A client that reconnects with ``Last-Event-ID`` (browsers do it by themselves)
+before each event is written, kept for ``LIVE_CURSOR_TTL_SECONDS``; ``live_cursors`` writes
+the cursors of all the clients one fan-out wakes in one pipeline), so the id stays a few bytes
+however many series are watched (it used to list them all: 370 KB per event with 50,000
+keys). A client that reconnects with ``Last-Event-ID`` (browsers do it by themselves)
 receives exactly the points it missed: positions are offsets in the stored series, so nothing
 is skipped or repeated. An id of the older form ``<series_id>:<count>,...`` is still read; an
 expired token resumes from the series' current ends (points sent meanwhile are not repeated).
@@ -42,6 +43,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from runstream.api.native.live_cursors import EMPTY_FIELD, CursorBook
 from runstream.api.native.live_hub import (
     CLIENT_QUEUE_ITEMS,
     LIVE,
@@ -82,7 +84,8 @@ async def resume_positions(
     stored = await redis.hgetall(c.live_cursor_key(prefix, match.group(1)))
     if not stored:
         return None
-    return {int(k): int(v) for k, v in stored.items() if k not in (b"", "")}
+    empty = (EMPTY_FIELD, EMPTY_FIELD.encode())
+    return {int(k): int(v) for k, v in stored.items() if k not in empty}
 
 
 class _Stream:
@@ -92,13 +95,13 @@ class _Stream:
         self,
         response: web.StreamResponse,
         positions: dict[SeriesKey, int],
-        redis: aioredis.Redis,
+        cursors: CursorBook,
         prefix: str,
     ) -> None:
         self.response = response
         self.positions = positions
         self.ids: dict[SeriesKey, int] = {}
-        self.redis = redis
+        self.cursors = cursors
         self.token = uuid.uuid4().hex
         self.cursor_key = c.live_cursor_key(prefix, self.token)
         self.sequence = 0
@@ -106,14 +109,7 @@ class _Stream:
     async def save_positions(self, keys: Sequence[SeriesKey] | None = None) -> str:
         """Record the positions of ``keys`` (all when None); the id of the next event."""
         chosen = self.positions if keys is None else {k: self.positions[k] for k in keys}
-        mapping = {self.ids[k]: v for k, v in chosen.items()}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            if mapping:
-                pipe.hset(self.cursor_key, mapping=mapping)  # type: ignore[arg-type]
-            else:
-                pipe.hset(self.cursor_key, "", 0)  # the token exists even with no series
-            pipe.expire(self.cursor_key, c.LIVE_CURSOR_TTL_SECONDS)
-            await pipe.execute()
+        await self.cursors.save(self.cursor_key, {self.ids[k]: v for k, v in chosen.items()})
         self.sequence += 1
         return f"{self.token}.{self.sequence}"
 
@@ -152,6 +148,7 @@ async def get_live(request: web.Request) -> web.StreamResponse:
     db = request.app[PG_POOL]
     client = LiveClient(frozenset(runs), frozenset(keys) if keys else None, CLIENT_QUEUE_ITEMS)
     snapshot = await hub.subscribe(client)
+    stream: _Stream | None = None
     try:
         response = web.StreamResponse(
             headers={
@@ -161,7 +158,7 @@ async def get_live(request: web.Request) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
-        stream = _Stream(response, {}, redis, prefix)
+        stream = _Stream(response, {}, hub.cursors, prefix)
         for key, (series_id, count) in snapshot.series.items():
             stream.ids[key] = series_id
             stream.positions[key] = count if resume is None else resume.get(series_id, 0)
@@ -179,6 +176,8 @@ async def get_live(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         hub.unsubscribe(client)
+        if stream is not None:
+            hub.cursors.forget(stream.cursor_key)
 
 
 async def _pump(client: LiveClient, stream: _Stream, db: Executor) -> None:

@@ -16,6 +16,7 @@ import msgpack
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from runstream.api.native.live_cursors import CursorBook
 from runstream.api.native.live_points import (
     RUNS,
     SERIES_OF_RUNS,
@@ -83,6 +84,8 @@ class LiveHub:
         self.pool = pool
         self.redis = redis
         self.prefix = prefix
+        self.cursors = CursorBook(redis)
+        """The live streams' positions in Redis, one pipeline per fan-out (live_cursors)."""
         self.clients: set[LiveClient] = set()
         self.by_run: dict[str, set[LiveClient]] = {}
         self.offsets: dict[SeriesKey, int] = {}

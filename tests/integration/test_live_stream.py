@@ -213,3 +213,35 @@ async def test_event_ids_do_not_grow_with_the_number_of_series(
         assert (await events.next())[0] == "ready"
         steps, _ = await collect_steps(events, "k9", 3)
         assert steps == [1, 2, 3]
+
+
+async def test_more_clients_than_redis_pool_connections_all_receive_every_point(
+    server: str,
+) -> None:
+    """redis-py's asyncio pool holds 100 connections: with one cursor round trip per client
+    per event, 150 clients woken by one write needed ~150 at once ("Too many connections",
+    the stream broken). The cursors of a fan-out are one pipeline (api/native/live_cursors)."""
+    clients, writes = 150, 5
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        run_id = await create_run(http, server)
+        ready = asyncio.Semaphore(0)
+
+        async def client() -> list[int]:
+            async with http.get(
+                f"{server}{V1}/live", params={"runs": run_id, "keys": "loss"}
+            ) as resp:
+                assert resp.status == 200, await resp.text()
+                events = Events(resp)
+                assert (await events.next())[0] == "ready"
+                ready.release()
+                steps, _ = await collect_steps(events, "loss", writes * 10)
+                return steps
+
+        tasks = [asyncio.create_task(client()) for _ in range(clients)]
+        for _ in range(clients):
+            await asyncio.wait_for(ready.acquire(), 30)
+        for w in range(writes):
+            await post_events(http, server, [points(run_id, "loss", 10 * w, 10 * w + 10)])
+        received = await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    assert received == [list(range(writes * 10))] * clients

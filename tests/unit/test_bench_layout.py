@@ -51,10 +51,12 @@ def test_bench_has_no_import_cycles() -> None:
 def test_only_the_harness_entry_points_have_mains() -> None:
     """Workloads run through ``python -m bench``; the null server is a server process the
     harness starts, not a benchmark of its own. ``call_cost`` is the server side's development
-    tool (profiles, ratios while optimizing; docs/performance.md) and ``cpu_profile`` the
-    wrapper it runs the server under: neither publishes figures."""
+    tool (profiles, ratios while optimizing; docs/performance.md), ``cpu_profile`` the
+    wrapper it runs the server under, and ``ab_trees`` compares checkouts (a regression's
+    before and after, docs/performance.md): none publishes figures."""
     with_main = {p.name for p in BENCH.glob("*.py") if 'if __name__ == "__main__"' in p.read_text()}
-    assert with_main == {"__main__.py", "null_server.py", "call_cost.py", "cpu_profile.py"}
+    tools = {"call_cost.py", "cpu_profile.py", "ab_trees.py"}
+    assert with_main == {"__main__.py", "null_server.py", *tools}
 
 
 def test_bench_is_type_checked_and_its_published_results_committed() -> None:
