@@ -296,8 +296,10 @@ def _search_reader_child(
     url: str, experiment_id: str, repeats: int, warm_url: str
 ) -> dict[str, Any]:
     """Child: the searches, after one untimed search against the null server at
-    ``warm_url``: a fresh process's first search pays the client's own first-call costs
-    (lazy imports, proto classes, the HTTP session), which are not the server's first read."""
+    ``warm_url``. The servers' readers run in the processes that wrote the 300 runs, but the
+    null server's is a fresh one, whose first search would pay the client's own first-call
+    costs (lazy imports, proto classes: ~0.5 s measured), not a server's; every reader warms
+    the same way so that the first searches compare alike."""
     mlflow_env(url)
     from mlflow.tracking import MlflowClient
 
