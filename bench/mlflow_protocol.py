@@ -15,9 +15,6 @@ row).
   (a file barrier lines their starts up): points/s, both servers; a history read afterwards
   checks every point is readable.
 
-Every throughput and read workload below also measures the null server the same way in the
-same run (its ``floor_value``): what the mlflow client itself can send or parse on this
-machine, so each row shows runstream's figure over the floor next to the MLflow ratio.
 - ``mlflow_search``: ``MlflowClient.search_runs`` with a metric filter, a param filter and a
   metric order over (a) runs written through the client just before (the first search after
   the last write is reported on its own) and (b) a large population COPYed into both
@@ -30,6 +27,10 @@ machine, so each row shows runstream's figure over the floor next to the MLflow 
   the different protocol it is.
 - ``workers_curve``: ``mlflow_log_batch_4proc``'s and ``mlflow_sweep``'s measurements on a
   fresh runstream server per ``--workers`` 1, 2, 4 (when the server has that flag).
+
+Every workload above but ``workers_curve`` also measures the null server the same way in the
+same run (its ``floor_value``): what the mlflow client itself can send or parse on this
+machine, so each row shows runstream's figure over the floor next to the MLflow ratio.
 """
 
 from __future__ import annotations
@@ -293,7 +294,7 @@ def _search_written_child(url: str, runs: int, repeats: int) -> dict[str, Any]:
 
 
 def _search_reader_child(
-    url: str, experiment_id: str, repeats: int, warm_url: str
+    url: str, experiment_id: str, repeats: int, warm_url: str, warm_experiment: str
 ) -> dict[str, Any]:
     """Child: the searches, after one untimed search against the null server at
     ``warm_url``. The servers' readers run in the processes that wrote the 300 runs, but the
@@ -303,7 +304,7 @@ def _search_reader_child(
     mlflow_env(url)
     from mlflow.tracking import MlflowClient
 
-    _search(MlflowClient(warm_url), NULL_EXPERIMENT)
+    _search(MlflowClient(warm_url), warm_experiment)
     return _timed_searches(MlflowClient(url), experiment_id, repeats)
 
 
@@ -367,7 +368,9 @@ def mlflow_search(ctx: Context) -> list[Result]:
         loaded: dict[str, dict[str, Any]] = {}
         warm = ctx.null().url
         for name, url in urls.items():
-            loaded[name] = clients.run(name, _search_reader_child, url, ids[name], repeats, warm)
+            loaded[name] = clients.run(
+                name, _search_reader_child, url, ids[name], repeats, warm, NULL_EXPERIMENT
+            )
             loaded[name]["load_s"] = load_s
         null = _null_searches(ctx, clients, loaded["runstream"], repeats)
         results += _search_rows(ctx, urls, loaded, null, "loaded", loaded_runs,
@@ -382,7 +385,8 @@ def _null_searches(
     many runs as runstream returned (its experiment id names the page size)."""
     url = ctx.null().url
     size = str(len(runstream["names"]))
-    return clients.run("null", _search_reader_child, url, size, repeats, url)
+    # Warmed with the same page size: the null server renders a size on its first request.
+    return clients.run("null", _search_reader_child, url, size, repeats, url, size)
 
 
 def _search_rows(
