@@ -14,17 +14,23 @@ row).
 - ``mlflow_log_batch_4proc``: ``log_batch`` of 1,000 metrics from 4 client processes at once
   (a file barrier lines their starts up): points/s, both servers; a history read afterwards
   checks every point is readable.
+
 - ``mlflow_search``: ``MlflowClient.search_runs`` with a metric filter, a param filter and a
   metric order over (a) runs written through the client just before (the first search after
   the last write is reported on its own) and (b) a large population COPYed into both
   servers' schemas (``bench/loaders.py``).
 - ``mlflow_history``: ``MlflowClient.get_metric_history`` of a 20,000-point series logged
-  through the client (first read after writing, then repeated).
+  through the client (first read after writing, then repeated), and the same series read raw:
+  one ``GET .../metrics/get-history``, JSON decoded, points counted.
 - ``mlflow_sweep``: a 4-process sweep, ``mlflow.log_metrics`` per step (fluent API, one run
   per trial), both servers; and the same sweep through runstream's native SDK, labelled as
   the different protocol it is.
 - ``workers_curve``: ``mlflow_log_batch_4proc``'s and ``mlflow_sweep``'s measurements on a
   fresh runstream server per ``--workers`` 1, 2, 4 (when the server has that flag).
+
+Every workload above but ``workers_curve`` also measures the null server the same way in the
+same run (its ``floor_value``): what the mlflow client itself can send or parse on this
+machine, so each row shows runstream's figure over the floor next to the MLflow ratio.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from bench.write_workloads import native_sweep_child, run_sweep, sweep_shape
 SECTION = "MLflow protocol: the mlflow client on runstream, MLflow's server and a null server"
 SEARCH_FILTER = "metrics.m0 > 0.5 and params.p0 = '3'"
 SEARCH_ORDER = ["metrics.m1 DESC"]
+NULL_EXPERIMENT = "100"
+"""A null-server search's experiment id: the page size it answers (``bench.null_server``)."""
 OPS = ("log_metric", "log_batch_5", "get_run")
 FLOOR_TARGETS = {"log_metric": 1.3, "log_batch_5": 1.3, "get_run": 1.5}
 """Issue 12: runstream's median within 1.3x (writes) and 1.5x (get_run) of the null server's."""
@@ -200,13 +208,14 @@ def mlflow_log_batch_4proc(ctx: Context) -> list[Result]:
     rates: dict[str, float] = {}
     detail: dict[str, Any] = {}
     errors = []
-    for name, url in urls.items():
+    for name, url in {**urls, "null": ctx.null().url}.items():
         try:
             rates[name], detail[name] = log_batch_rate(url, processes, calls)
         except Exception as exc:  # one side failing keeps the other's figure
             errors.append(f"{name} failed: {exc!r}"[:300])
     note = "; ".join(n for n in (_mlflow_note(ctx, urls), *errors) if n)
-    if any(not d["all_readable"] for d in detail.values()):
+    # The null server stores nothing (its history is canned): only the real servers count.
+    if any(not d["all_readable"] for n, d in detail.items() if n != "null"):
         note = (note + "; " if note else "") + "a history read after the batches missed points"
     return [
         Result(
@@ -218,6 +227,7 @@ def mlflow_log_batch_4proc(ctx: Context) -> list[Result]:
             "points/s",
             target=Target(">=", 30, on_ratio=True),
             mlflow_value=rates.get("mlflow"),
+            floor_value=rates.get("null"),
             detail=detail,
             note=note,
         )
@@ -283,10 +293,18 @@ def _search_written_child(url: str, runs: int, repeats: int) -> dict[str, Any]:
     return {"write_s": written, **_timed_searches(client, experiment_id, repeats)}
 
 
-def _search_reader_child(url: str, experiment_id: str, repeats: int) -> dict[str, Any]:
+def _search_reader_child(
+    url: str, experiment_id: str, repeats: int, warm_url: str, warm_experiment: str
+) -> dict[str, Any]:
+    """Child: the searches, after one untimed search against the null server at
+    ``warm_url``. The servers' readers run in the processes that wrote the 300 runs, but the
+    null server's is a fresh one, whose first search would pay the client's own first-call
+    costs (lazy imports, proto classes: ~0.5 s measured), not a server's; every reader warms
+    the same way so that the first searches compare alike."""
     mlflow_env(url)
     from mlflow.tracking import MlflowClient
 
+    _search(MlflowClient(warm_url), warm_experiment)
     return _timed_searches(MlflowClient(url), experiment_id, repeats)
 
 
@@ -310,7 +328,23 @@ async def _load_population(ctx: Context, runs: int) -> tuple[dict[str, str], flo
             await conn.execute("VACUUM ANALYZE")
         finally:
             await conn.close()
+    await _checkpoint(ctx.runstream().database_url)
     return ids, time.perf_counter() - t0
+
+
+async def _checkpoint(database_url: str) -> None:
+    """Write the loads' dirty pages out before any search: without it the first search
+    evicts them itself (measured: ``EXPLAIN (ANALYZE, BUFFERS)`` of runstream's first search
+    after the load showed ``read=5548 written=4601``, 105 ms against 15 ms repeated), a
+    cost of the COPY charged to whichever server reads first. Pages that left PostgreSQL's
+    buffers still have to be read back by both servers: that stays in the first search."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CHECKPOINT")
+    except asyncpg.InsufficientPrivilegeError:
+        pass  # not a superuser nor pg_checkpoint: the first searches pay for the writes
+    finally:
+        await conn.close()
 
 
 def mlflow_search(ctx: Context) -> list[Result]:
@@ -327,21 +361,37 @@ def mlflow_search(ctx: Context) -> list[Result]:
             outs[name] = clients.run(
                 name, _search_written_child, url, ctx.size(60, written_runs), repeats
             )
-        results += _search_rows(ctx, urls, outs, "written", ctx.size(60, written_runs),
+        null = _null_searches(ctx, clients, outs["runstream"], repeats)
+        results += _search_rows(ctx, urls, outs, null, "written", ctx.size(60, written_runs),
                                 "written through the client just before")  # fmt: skip
         ids, load_s = asyncio.run(_load_population(ctx, loaded_runs))
         loaded: dict[str, dict[str, Any]] = {}
+        warm = ctx.null().url
         for name, url in urls.items():
-            loaded[name] = clients.run(name, _search_reader_child, url, ids[name], repeats)
+            loaded[name] = clients.run(
+                name, _search_reader_child, url, ids[name], repeats, warm, NULL_EXPERIMENT
+            )
             loaded[name]["load_s"] = load_s
-        results += _search_rows(ctx, urls, loaded, "loaded", loaded_runs,
+        null = _null_searches(ctx, clients, loaded["runstream"], repeats)
+        results += _search_rows(ctx, urls, loaded, null, "loaded", loaded_runs,
                                 "COPYed into both schemas (the API would take hours)")  # fmt: skip
     return results
 
 
+def _null_searches(
+    ctx: Context, clients: ClientProcesses, runstream: dict[str, Any], repeats: int
+) -> dict[str, Any]:
+    """The floor: the same searches against the null server, answering a canned page of as
+    many runs as runstream returned (its experiment id names the page size)."""
+    url = ctx.null().url
+    size = str(len(runstream["names"]))
+    # Warmed with the same page size: the null server renders a size on its first request.
+    return clients.run("null", _search_reader_child, url, size, repeats, url, size)
+
+
 def _search_rows(
-    ctx: Context, urls: dict[str, str], outs: dict[str, dict[str, Any]], kind: str, runs: int,
-    how: str,
+    ctx: Context, urls: dict[str, str], outs: dict[str, dict[str, Any]],
+    null: dict[str, Any], kind: str, runs: int, how: str,
 ) -> list[Result]:  # fmt: skip
     label = f"{runs // 1000}k" if runs >= 1000 else str(runs)
     query = f'filter "{SEARCH_FILTER}", order by {SEARCH_ORDER[0]}, top 100'
@@ -362,6 +412,8 @@ def _search_rows(
         for name, o in outs.items()
     }
     detail["same_runs_in_order"] = same
+    detail["null"] = {"first_ms": null["first_s"] * 1000, "repeated": _ms_detail(null["seconds"]),
+                      "returned": len(null["names"])}  # fmt: skip
     ml = outs.get("mlflow")
     return [
         Result(
@@ -373,6 +425,7 @@ def _search_rows(
             better="lower",
             target=Target(">=", 8, on_ratio=True),
             mlflow_value=ml["first_s"] * 1000 if ml else None,
+            floor_value=null["first_s"] * 1000,
             detail=detail,
             note=note,
         ),
@@ -385,6 +438,7 @@ def _search_rows(
             better="lower",
             target=Target(">=", 8, on_ratio=True),
             mlflow_value=_ms(ml["seconds"]) if ml else None,
+            floor_value=_ms(null["seconds"]),
             note=note,
         ),
     ]
@@ -412,7 +466,33 @@ def _history_child(url: str, points: int, repeats: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         counts.append(len(client.get_metric_history(run_id, "loss")))
         seconds.append(time.perf_counter() - t0)
-    return {"first_s": seconds[0], "seconds": seconds[1:], "counts": counts}
+    raw, raw_counts = _raw_history_reads(url, run_id, "loss", repeats)
+    return {"first_s": seconds[0], "seconds": seconds[1:], "counts": counts + raw_counts,
+            "raw_seconds": raw}  # fmt: skip
+
+
+def _raw_history_reads(
+    url: str, run_id: str, key: str, repeats: int
+) -> tuple[list[float], list[int]]:
+    """``repeats`` raw reads of the whole series: one ``GET metrics/get-history`` each (no
+    ``max_results``: every point in one answer, on both servers), JSON decoded by the
+    standard library, points counted; one keep-alive session, its first call untimed."""
+    import json
+
+    import requests
+
+    endpoint = f"{url}/api/2.0/mlflow/metrics/get-history"
+    query: dict[str, str | int] = {"run_id": run_id, "metric_key": key}
+    seconds, counts = [], []
+    with requests.Session() as session:
+        session.get(endpoint, params={**query, "max_results": 1}).raise_for_status()
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            answer = session.get(endpoint, params=query)
+            answer.raise_for_status()
+            counts.append(len(json.loads(answer.content).get("metrics", [])))
+            seconds.append(time.perf_counter() - t0)
+    return seconds, counts
 
 
 def mlflow_history(ctx: Context) -> list[Result]:
@@ -421,13 +501,13 @@ def mlflow_history(ctx: Context) -> list[Result]:
     points, repeats = 20_000, ctx.size(3, 10)
     outs: dict[str, dict[str, Any]] = {}
     with ClientProcesses() as clients:
-        for name, url in urls.items():
+        for name, url in {**urls, "null": ctx.null().url}.items():
             outs[name] = clients.run(name, _history_child, url, points, repeats)
     note = _mlflow_note(ctx, urls)
     short = [n for n, o in outs.items() if any(c != points for c in o["counts"])]
     if short:
         note = (note + "; " if note else "") + f"{', '.join(short)} returned fewer points"
-    ml = outs.get("mlflow")
+    ml, null = outs.get("mlflow"), outs["null"]
     return [
         Result(
             "mlflow_history_20k",
@@ -439,12 +519,27 @@ def mlflow_history(ctx: Context) -> list[Result]:
             better="lower",
             target=Target(">=", 35, on_ratio=True),
             mlflow_value=_ms(ml["seconds"]) if ml else None,
+            floor_value=_ms(null["seconds"]),
             detail={
                 name: {"first_ms": o["first_s"] * 1000, "repeated": _ms_detail(o["seconds"])}
                 for name, o in outs.items()
             },
             note=note,
-        )
+        ),
+        Result(
+            "mlflow_history_20k_raw",
+            SECTION,
+            f"the same {points:,} points read raw: one GET .../metrics/get-history (requests, "
+            f"keep-alive), JSON decoded, points counted; median of {repeats}",
+            _ms(outs["runstream"]["raw_seconds"]),
+            "ms",
+            better="lower",
+            target=Target(">=", 35, on_ratio=True),
+            mlflow_value=_ms(ml["raw_seconds"]) if ml else None,
+            floor_value=_ms(null["raw_seconds"]),
+            detail={name: _ms_detail(o["raw_seconds"]) for name, o in outs.items()},
+            note=note,
+        ),
     ]
 
 
@@ -505,7 +600,7 @@ def mlflow_sweep(ctx: Context) -> list[Result]:
     rates: dict[str, float] = {}
     detail: dict[str, Any] = {}
     errors = []
-    for name, url in urls.items():
+    for name, url in {**urls, "null": ctx.null().url}.items():
         try:
             rates[name], detail[name] = sweep_rate(url, shape)
         except Exception as exc:  # one side failing keeps the other's figure
@@ -521,6 +616,7 @@ def mlflow_sweep(ctx: Context) -> list[Result]:
             rates.get("runstream"),
             "points/s",
             mlflow_value=rates.get("mlflow"),
+            floor_value=rates.get("null"),
             detail=detail,
             note=note,
         )

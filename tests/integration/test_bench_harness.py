@@ -28,7 +28,7 @@ from bench.harness import (
     start_redis,
     start_runstream,
 )
-from bench.null_server import EXPERIMENT_ID
+from bench.null_server import EXPERIMENT_ID, HISTORY_POINTS, history_points
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,6 +63,42 @@ def test_null_server_answers_the_real_mlflow_client() -> None:
         assert run.info.experiment_id == EXPERIMENT_ID
         client.set_terminated(run_id)
     assert null.process.poll() is not None
+
+
+def test_null_server_answers_the_benchmarks_reads_as_runstream_shapes_them() -> None:
+    """The floors of mlflow_search_* and mlflow_history_*: a search page of as many runs as
+    the experiment id names, each with 10 params and 2 tags; the canned series whole through
+    the client (one 25,000-point page) and paged by ``max_results`` over raw HTTP."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    import requests
+    from mlflow.tracking import MlflowClient
+
+    expected = history_points()
+    with start_null_server() as null:
+        client = MlflowClient(tracking_uri=null.url)
+        for size in (12, 100):
+            runs = client.search_runs([str(size)], "metrics.m0 > 0.5", max_results=100)
+            assert len(runs) == size
+            assert all(len(r.data.params) == 10 and len(r.data.tags) == 2 for r in runs)
+            assert (runs.token is not None) == (size == 100)
+        history = client.get_metric_history(uuid.uuid4().hex, "loss")
+        assert len(history) == HISTORY_POINTS
+        assert [m.step for m in history] == expected.steps.tolist()
+        assert [m.value for m in history] == expected.values.tolist()
+        endpoint = f"{null.url}/api/2.0/mlflow/metrics/get-history"
+        steps: list[int] = []
+        token = None
+        with requests.Session() as session:
+            while True:
+                query = {"run_id": "r", "metric_key": "loss", "max_results": 7_000}
+                answer = session.get(
+                    endpoint, params={**query, **({"page_token": token} if token else {})}
+                ).json()
+                steps += [m["step"] for m in answer["metrics"]]
+                token = answer.get("next_page_token")
+                if token is None:
+                    break
+        assert steps == expected.steps.tolist()
 
 
 def test_every_published_workload_has_a_unique_name() -> None:
