@@ -6,7 +6,8 @@ its own process (``python -m bench.null_server --port N``) so it never shares th
 GIL; ``bench.harness.start_null_server`` starts and stops it.
 
 Writes answer ``{}`` (what MLflow's server answers to ``log-metric``/``log-batch``), reads
-answer a valid run whose id is the one asked for; nothing is stored or validated. The reads
+answer a valid run whose id is the one asked for, with the data last put at
+``/bench/run-data`` (none until then); nothing is stored or validated. The reads
 the benchmarks time answer canned bodies shaped and sized like runstream's answers, so the
 same client work happens on them:
 
@@ -57,8 +58,8 @@ def run_info(run_id: str) -> dict[str, Any]:
     }
 
 
-def run_body(run_id: str) -> bytes:
-    data: dict[str, list[Any]] = {"metrics": [], "params": [], "tags": []}
+def run_body(run_id: str, data: dict[str, Any] | None = None) -> bytes:
+    data = data or {"metrics": [], "params": [], "tags": []}
     return orjson.dumps({"run": {"info": run_info(run_id), "data": data, "inputs": {}}})
 
 
@@ -70,8 +71,20 @@ EMPTY = b"{}"
 NULL_RUN_ID = "0" * 32
 
 
+RUN_DATA = web.AppKey("run_data", dict)
+
+
 async def get_run(request: web.Request) -> web.Response:
-    return _json(run_body(request.query.get("run_id") or NULL_RUN_ID))
+    run_id = request.query.get("run_id") or NULL_RUN_ID
+    return _json(run_body(run_id, request.app[RUN_DATA].get("data")))
+
+
+async def put_run_data(request: web.Request) -> web.Response:
+    """``PUT /bench/run-data``: the ``data`` (metrics, params, tags) ``runs/get`` answers from
+    now on. The per-call benchmark copies runstream's answer for its run here, so that the
+    client parses the same run from both servers (like with like)."""
+    request.app[RUN_DATA]["data"] = orjson.loads(await request.read())
+    return _json(EMPTY)
 
 
 async def create_run(request: web.Request) -> web.Response:
@@ -166,7 +179,9 @@ def create_app() -> web.Application:
     app = web.Application()
     search_page()  # built before the first request, as the other canned bodies
     app[HISTORY] = history_points()
+    app[RUN_DATA] = {}
     app.router.add_get("/health", health)
+    app.router.add_put("/bench/run-data", put_run_data)
     for prefix in PREFIXES:
         app.router.add_post(prefix + "/runs/search", search_runs)
         app.router.add_get(prefix + "/metrics/get-history", get_history)

@@ -61,6 +61,22 @@ def test_null_server_answers_the_real_mlflow_client() -> None:
         run = client.get_run(run_id)
         assert run.info.run_id == run_id
         assert run.info.experiment_id == EXPERIMENT_ID
+        assert run.data.metrics == {} and run.data.tags == {}
+        # The per-call benchmark gives it runstream's run data: the client parses the same run.
+        data = {
+            "metrics": [{"key": "loss", "value": 0.5, "timestamp": 7, "step": 1}],
+            "params": [{"key": "lr", "value": "0.1"}],
+            "tags": [{"key": "mlflow.runName", "value": "r"}],
+        }
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{null.url}/bench/run-data", data=json.dumps(data).encode(), method="PUT"
+            )
+        ).read()
+        run = client.get_run(run_id)
+        assert run.info.run_id == run_id
+        assert (run.data.metrics, run.data.params) == ({"loss": 0.5}, {"lr": "0.1"})
+        assert run.data.tags == {"mlflow.runName": "r"}
         client.set_terminated(run_id)
     assert null.process.poll() is not None
 
