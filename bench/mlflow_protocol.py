@@ -35,8 +35,6 @@ machine, so each row shows runstream's figure over the floor next to the MLflow 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -46,7 +44,7 @@ import asyncpg
 
 from bench import loaders
 from bench.harness import runstream_has_workers_flag, warm_up
-from bench.processes import ClientProcesses, barrier, in_processes, mlflow_env
+from bench.processes import ClientProcesses, barrier, in_processes_lined_up, mlflow_env
 from bench.report import Context, Result, Target, median, missing, summarize
 from bench.write_workloads import native_sweep_child, run_sweep, sweep_shape
 
@@ -196,18 +194,9 @@ def _log_batch_child(url: str, calls: int, folder: str, parties: int) -> dict[st
             "expected": calls * 100}  # fmt: skip
 
 
-def _together(child: Callable[..., dict[str, Any]], processes: int, *args: Any) -> list[Any]:
-    """``child(*args, folder, processes)`` in ``processes`` processes lined up by a barrier."""
-    folder = tempfile.mkdtemp(prefix="rs-bench-barrier-")
-    try:
-        return in_processes(child, [(*args, folder, processes)] * processes)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def log_batch_rate(url: str, processes: int, calls: int) -> tuple[float, dict[str, Any]]:
     """Points/s of ``processes`` clients each making ``calls`` log_batch calls of 1,000."""
-    outs = _together(_log_batch_child, processes, url, calls)
+    outs = in_processes_lined_up(_log_batch_child, [(url, calls)] * processes)
     seconds = max(o["done"] for o in outs) - min(o["started"] for o in outs)
     points = sum(o["points"] for o in outs)
     readable = all(o["stored"] == o["expected"] for o in outs)
@@ -591,15 +580,10 @@ def sweep_rate(url: str, shape: dict[str, int]) -> tuple[float, dict[str, Any]]:
         experiment = clients.run(
             "setup", _create_experiment_child, url, f"bench-sweep-{uuid.uuid4().hex[:8]}"
         )["experiment_id"]
-    folder = tempfile.mkdtemp(prefix="rs-bench-barrier-")
-    try:
-        shares = [list(range(p, runs, processes)) for p in range(processes)]
-        outs = in_processes(
-            _mlflow_sweep_child,
-            [(url, experiment, share, steps, folder, processes) for share in shares],
-        )
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    shares = [list(range(p, runs, processes)) for p in range(processes)]
+    outs = in_processes_lined_up(
+        _mlflow_sweep_child, [(url, experiment, share, steps) for share in shares]
+    )
     seconds = max(o["done"] for o in outs) - min(o["started"] for o in outs)
     points = sum(o["points"] for o in outs)
     return points / seconds, {"points": points, "seconds": seconds}

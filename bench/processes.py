@@ -1,15 +1,18 @@
 """Client processes for benchmarks: each a fresh interpreter, as a training script is.
 
 Workloads hand a module-level function and its arguments to ``in_processes`` (concurrent,
-one process each) or to a ``ClientProcesses`` (one reused process per server: importing
-``mlflow`` costs seconds on a busy machine). Children print nothing on stdout, which carries
-the JSON lines of results; every wait is bounded by ``CHILD_TIMEOUT``.
+one process each; ``in_processes_lined_up`` also lines their measured phases up) or to a
+``ClientProcesses`` (one reused process per server: importing ``mlflow`` costs seconds on a
+busy machine). Children print nothing on stdout, which carries the JSON lines of results;
+every wait is bounded by ``CHILD_TIMEOUT``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -44,6 +47,17 @@ def in_processes(fn: Child, calls: Sequence[tuple[Any, ...]]) -> list[dict[str, 
     with pool(len(calls)) as executor:
         futures = [executor.submit(fn, *args) for args in calls]
         return [f.result(timeout=CHILD_TIMEOUT) for f in futures]
+
+
+def in_processes_lined_up(fn: Child, calls: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """``in_processes`` with each child called as ``fn(*args, folder, parties)``: a child
+    calls ``barrier(folder, parties)`` where its measured phase begins, so that all start it
+    together. The barrier's folder is removed afterwards."""
+    folder = tempfile.mkdtemp(prefix="rs-bench-barrier-")
+    try:
+        return in_processes(fn, [(*args, folder, len(calls)) for args in calls])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def barrier(folder: str, parties: int, timeout: float = 600.0) -> None:

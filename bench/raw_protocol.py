@@ -17,16 +17,14 @@ it sent.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 import uuid
 from typing import Any
 
-from bench.processes import barrier, in_processes, mlflow_env
+from bench.mlflow_protocol import SECTION
+from bench.processes import barrier, in_processes_lined_up, mlflow_env
 from bench.report import Context, Result, Target
 
-SECTION = "MLflow protocol: the mlflow client on runstream, MLflow's server and a null server"
 KEYS = 10
 STEPS = 100
 PROCESSES = 4
@@ -89,11 +87,7 @@ def _raw_child(url: str, calls: int, folder: str, parties: int) -> dict[str, Any
 
 def raw_log_batch_rate(url: str, calls: int) -> tuple[float, dict[str, Any]]:
     """Points/s of ``PROCESSES`` raw clients each posting ``calls`` bodies of 1,000 metrics."""
-    folder = tempfile.mkdtemp(prefix="rs-bench-barrier-")
-    try:
-        outs = in_processes(_raw_child, [(url, calls, folder, PROCESSES)] * PROCESSES)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    outs = in_processes_lined_up(_raw_child, [(url, calls)] * PROCESSES)
     seconds = max(o["done"] for o in outs) - min(o["started"] for o in outs)
     points = sum(o["points"] for o in outs)
     return points / seconds, {
