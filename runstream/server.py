@@ -174,9 +174,7 @@ def _run(
         own = tuple(p for p in parts if p not in served)
         try:
             workers.start()
-            return run_loop(
-                _serve(settings, own, stores, out, workers=workers, migrate=False, shown=parts)
-            )
+            return run_loop(_serve(settings, own, stores, out, workers=workers, migrate=False))
         finally:
             workers.stop()
             reserved.close()
@@ -206,12 +204,11 @@ async def _serve(
     workers: WorkerSet | None = None,
     parent: int | None = None,
     migrate: bool = True,
-    shown: Collection[str] = (),
 ) -> int:
     """Serve until SIGINT/SIGTERM. ``workers``: this process is the parent of worker
     processes (it restarts the dead ones) and does not listen, they do; ``parent``: this
     process is a worker of that parent (it stops when orphaned) and shares the port with its
-    siblings (SO_REUSEPORT). ``shown``: the parts the banner names (default ``parts``)."""
+    siblings (SO_REUSEPORT)."""
     assert settings.database_url and settings.redis_url
     if migrate:
         await _migrate(settings.database_url)
@@ -251,7 +248,7 @@ async def _serve(
         gc.collect()
         gc.freeze()
         if out is not None:
-            _print_banner(settings, shown or parts, stores, out, workers)
+            _print_banner(settings, parts, stores, out, workers)
         if stores is not None or workers is not None or parent is not None:
             watchdog = asyncio.create_task(_watch(stores, workers, parent, stop, outcome))
         await stop.wait()
@@ -306,7 +303,10 @@ def _print_banner(
     workers: WorkerSet | None = None,
 ) -> None:
     uri = settings.tracking_uri
-    processes = f", {workers.count} HTTP worker processes" if workers is not None else ""
+    processes = ""
+    if workers is not None:  # the parent names what its workers serve too
+        parts = (*parts, *workers.parts)
+        processes = f", {workers.count} HTTP worker processes"
     lines = [
         f"runstream {__version__} ({', '.join(p for p in PARTS if p in parts)}{processes}) "
         f"listening on http://{settings.host}:{settings.port}"
