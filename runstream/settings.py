@@ -50,12 +50,13 @@ class Settings:
     """Bytes in one native ingest body (msgpack columns); 413 from Content-Length or once
     passed while reading, before anything is parsed."""
     max_json_bytes: int = 24 * 1024 * 1024
-    """Bytes in one JSON body of the MLflow routes (fits MLflow's largest message, a dataset
-    with a 16 MB profile); parsing JSON holds the event loop, so it is bounded tighter."""
+    """Bytes in one JSON body of any route: MLflow's, the native ones, auth's (fits MLflow's
+    largest message, a dataset with a 16 MB profile); parsing JSON holds the event loop, so
+    it is bounded tighter than msgpack."""
     max_json_items: int = 100_000
-    """JSON items (counted by their commas) in one JSON body of the MLflow, UI and artifact
-    routes; 413 before parsing. Parsing time grows with the items (100,000: under 10 ms of
-    event loop); MLflow's largest batch has about 5,000."""
+    """JSON items (counted by their commas) in one JSON body of any route; 413 before
+    parsing. Parsing time grows with the items (100,000: under 10 ms of event loop); MLflow's
+    largest batch has about 5,000."""
     backlog_limit: int = 200_000
     """Unprojected entries per shard past which ingest answers 429 with Retry-After."""
     read_your_writes_timeout: float = 10.0

@@ -53,7 +53,8 @@ def setup_auth(app: web.Application, settings: Settings) -> None:
             ),
             resolver=Resolver(app[REDIS], app[PG_POOL], settings.stream_prefix, settings.shards),
             default=BY_NAME[settings.default_permission],
-            max_body_bytes=settings.max_body_bytes,
+            max_json_bytes=settings.max_json_bytes,
+            max_json_items=settings.max_json_items,
         )
         yield
 

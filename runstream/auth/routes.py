@@ -33,7 +33,8 @@ async def _params(request: web.Request) -> dict[str, Any]:
         request.method == "DELETE" and request.content_type != "application/json"
     ):
         return dict(request.query)
-    body = await read_json_body(request, request.app[AUTH].max_body_bytes)
+    auth = request.app[AUTH]
+    body = await read_json_body(request, auth.max_json_bytes, auth.max_json_items)
     return body if isinstance(body, dict) else {}
 
 

@@ -229,6 +229,80 @@ async def test_json_body_with_too_many_items_is_413_before_parsing(
     assert [m["step"] for m in body["metrics"]] == list(range(1_000, 1_400))
 
 
+async def test_native_json_bodies_are_bounded_like_mlflows(
+    server: str, http: aiohttp.ClientSession, run_id: str
+) -> None:
+    """The native routes' JSON (events, experiments/get-or-create) gets the MLflow routes'
+    bounds: the byte limit of JSON, not of msgpack, and the item limit; nothing applied."""
+    too_many = {"events": [], "pad": [0] * 2_100}
+    status, body, _ = await call(http, "POST", f"{server}{NATIVE}/events", json=too_many)
+    assert status == 413 and "more than 2,000 JSON items" in body["message"], body
+    too_long = {"events": [], "pad": "x" * 100_001}  # past max_json_bytes, under max_body_bytes
+    status, body, _ = await call(http, "POST", f"{server}{NATIVE}/events", json=too_long)
+    assert status == 413 and body["error_code"] == "RESOURCE_EXHAUSTED", body
+    status, body, _ = await call(
+        http,
+        "POST",
+        f"{server}{NATIVE}/experiments/get-or-create",
+        json={"name": "e", "pad": [0] * 2_100},
+    )
+    assert status == 413 and "more than 2,000 JSON items" in body["message"], body
+    status, body, _ = await call(
+        http, "GET", f"{server}{MLFLOW}/experiments/get-by-name", params={"experiment_name": "e"}
+    )
+    assert status == 404, body
+    status, body, _ = await call(
+        http, "GET", f"{server}{MLFLOW}/runs/get", params={"run_id": run_id}
+    )
+    assert status == 200 and "metrics" not in body["run"]["data"], body
+
+
+async def test_the_auth_guard_parses_under_the_routes_bounds(
+    settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    """With auth on, the guard reads a write's body to find its run before the route runs:
+    it must refuse what the route would refuse, before parsing it."""
+    admin = aiohttp.BasicAuth("admin", "admin-password-0123")
+    app = build_app(
+        settings.replace(auth="basic", admin_username=admin.login, admin_password=admin.password)
+    )
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    try:
+        status, body, _ = await call(
+            http, "POST", f"{url}{MLFLOW}/runs/create", json={}, auth=admin
+        )
+        assert status == 200, body
+        run = body["run"]["info"]["run_id"]
+        metrics = [{"key": "m", "value": 1.0, "timestamp": 1, "step": i} for i in range(600)]
+        for payload in (
+            {"run_id": run, "metrics": metrics},  # 2,400 commas: past the item limit
+            {"run_id": run, "tags": [{"key": "t", "value": "x" * 100_001}]},  # past the bytes
+        ):
+            status, body, _ = await call(
+                http, "POST", f"{url}{MLFLOW}/runs/log-batch", json=payload, auth=admin
+            )
+            assert status == 413 and body["error_code"] == "RESOURCE_EXHAUSTED", body
+        status, body, _ = await call(
+            http,
+            "POST",
+            f"{url}/api/2.0/mlflow/users/create",
+            json={"username": "bob", "password": "bob-password-0123", "pad": [0] * 2_100},
+            auth=admin,
+        )
+        assert status == 413, body
+        status, body, _ = await call(
+            http, "GET", f"{url}{MLFLOW}/runs/get", params={"run_id": run}, auth=admin
+        )
+        assert status == 200 and body["run"]["data"].get("metrics") is None, body
+        assert body["run"]["data"].get("tags", []) == [] or all(
+            t["key"] != "t" for t in body["run"]["data"]["tags"]
+        )
+    finally:
+        await server.close()
+
+
 async def test_search_filters_are_bounded(server: str, http: aiohttp.ClientSession) -> None:
     many = " AND ".join(f"params.p{i} = 'x'" for i in range(51))
     status, body, _ = await call(
