@@ -18,10 +18,11 @@ row).
 - ``mlflow_search``: ``MlflowClient.search_runs`` with a metric filter, a param filter and a
   metric order over (a) runs written through the client just before (the first search after
   the last write is reported on its own) and (b) a large population COPYed into both
-  servers' schemas (``bench/loaders.py``).
+  servers' schemas (``bench/loaders.py``); each also raw (one ``POST runs/search`` with the
+  client's body, decoded by orjson, runs counted).
 - ``mlflow_history``: ``MlflowClient.get_metric_history`` of a 20,000-point series logged
   through the client (first read after writing, then repeated), and the same series read raw:
-  one ``GET .../metrics/get-history``, JSON decoded, points counted.
+  one ``GET .../metrics/get-history``, decoded by orjson, points counted.
 - ``mlflow_sweep``: a 4-process sweep, ``mlflow.log_metrics`` per step (fluent API, one run
   per trial), both servers; and the same sweep through runstream's native SDK, labelled as
   the different protocol it is.
