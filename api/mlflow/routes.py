@@ -78,7 +78,7 @@ TRACKING_ROUTES: tuple[Route, ...] = (
     Route("POST", "/runs/update", runs.update_run),
     Route("POST", "/runs/delete", runs.delete_run),
     Route("POST", "/runs/restore", runs.restore_run),
-    Route("POST", "/runs/search", runs.search_runs),
+    Route("POST", "/runs/search", runs.search_runs, reads=False),  # catches up itself, overlapped
     Route("POST", "/runs/set-tag", runs.set_tag),
     Route("POST", "/runs/delete-tag", runs.delete_tag),  # catches up on its run's shard
     Route("POST", "/runs/log-metric", metrics.log_metric),

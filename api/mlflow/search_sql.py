@@ -370,6 +370,11 @@ def _metric_first(
     return sql
 
 
+def walks(order_by: Sequence[sf.OrderBy], limit: int | None) -> bool:
+    """Whether ``runs_query`` (with ``walk``) pages by walking a metric's index."""
+    return limit is not None and bool(order_by) and order_by[0].entity == sf.METRIC
+
+
 def runs_query(
     *,
     experiment_ids: Sequence[int],
@@ -378,8 +383,13 @@ def runs_query(
     order_by: Sequence[sf.OrderBy] = (),
     offset: int = 0,
     limit: int | None = None,
+    walk: bool = True,
 ) -> Query:
-    """Run ids matching ``filters`` in the experiments and stages, in MLflow's order."""
+    """Run ids matching ``filters`` in the experiments and stages, in MLflow's order.
+
+    ``walk=False``: a metric first order key is one sort, not the index walk of
+    ``_metric_first`` (which plans ~2 ms longer, for small experiments a loss).
+    """
     arg = Args()
     scope = _scope(experiment_ids, arg)
     where = [scope.on("r.experiment_id")]
@@ -390,7 +400,7 @@ def runs_query(
     where.extend(_run_condition(comp, arg, scope) for comp in filters)
     keys = [_order_key(n, item, arg, scope) for n, item in enumerate(order_by, 1)]
     ties = _tie_keys(order_by)
-    if limit is not None and order_by and order_by[0].entity == sf.METRIC:
+    if walk and limit is not None and walks(order_by, limit):
         sql = _metric_first(
             keys[0], order_by[0].ascending, keys[1:], ties, where, offset, limit, arg
         )

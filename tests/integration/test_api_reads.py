@@ -437,3 +437,27 @@ def test_setup_is_idempotent(settings: Settings) -> None:
     routes = len(app.router.routes())
     setup(app, settings)
     assert len(app.router.routes()) == routes
+
+
+@pytest.mark.usefixtures("seeded")
+async def test_search_runs_waits_for_writes_accepted_before_it(
+    client: Client, settings: Settings
+) -> None:
+    """runs/search catches up by itself (overlapped with its query, not before it): an entry
+    in a shard's stream but not applied yet holds the search until its watermark passes it."""
+    assert settings.redis_url
+    redis = aioredis.from_url(settings.redis_url)
+    try:
+        await redis.set(c.tail_key(settings.stream_prefix, 0), "1700000000000-1")
+    finally:
+        await redis.aclose()
+    search = asyncio.ensure_future(
+        client.post("/api/2.0/mlflow/runs/search", json={"experiment_ids": ["1"]})
+    )
+    await asyncio.sleep(0.3)
+    assert not search.done()
+    await publish_watermark(settings.redis_url, settings.stream_prefix, 0, "1700000000000-1")
+    async with asyncio.timeout(5):
+        resp = await search
+    assert resp.status == 200
+    assert RUN_A in [run["info"]["run_id"] for run in (await resp.json())["runs"]]

@@ -455,3 +455,13 @@ def test_experiments_default_order() -> None:
         sf.OrderBy("attribute", "creation_time", False),
         sf.OrderBy("attribute", "experiment_id", True),
     )
+
+
+def test_parsed_runs_filters_are_cached_and_refusals_are_not() -> None:
+    text = "metrics.acc > 0.9 and attributes.run_id IN ('a', 'b')"
+    first = sf.parse_runs_filter(text)
+    assert sf.parse_runs_filter(text) is first
+    assert isinstance(first, tuple) and isinstance(first[1].value, tuple)  # immutable
+    for _ in range(2):
+        with pytest.raises(InvalidParameterValue):
+            sf.parse_runs_filter("metrics.acc LIKE 5")
