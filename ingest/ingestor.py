@@ -299,11 +299,11 @@ def _raise_first(results: Sequence[object]) -> None:
 
 
 def _count_accepted(shard: int, events: Sequence[Event]) -> None:
-    label = str(shard)
+    points_counter, events_counter = telemetry.accepted_counters(shard)
     points = sum(e.point_count for e in events if isinstance(e, MetricsLogged))
     if points:
-        telemetry.POINTS_ACCEPTED.labels(label).inc(points)
-    telemetry.EVENTS_ACCEPTED.labels(label).inc(len(events))
+        points_counter.inc(points)
+    events_counter.inc(len(events))
 
 
 @contextlib.asynccontextmanager
