@@ -26,8 +26,11 @@ def use_ingestor(app: web.Application, settings: Settings) -> None:
     use_stores(app, settings)
 
     async def ingestor_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[INGESTOR] = Ingestor(app[REDIS], app[PG_POOL], settings)
-        yield
+        app[INGESTOR] = ingestor = Ingestor(app[REDIS], app[PG_POOL], settings)
+        try:
+            yield
+        finally:
+            await ingestor.aclose()
 
     app.cleanup_ctx.append(ingestor_ctx)
 

@@ -33,6 +33,7 @@ from runstream import telemetry
 from runstream.ingest import rules
 from runstream.ingest.backlog import BacklogGauge
 from runstream.ingest.commands import Absent, Appended, read_reply, script_args
+from runstream.ingest.lean_script import LeanScript
 from runstream.ingest.logged_models import LoggedModelChecks
 from runstream.ingest.model import WriteModel
 from runstream.ingest.registry import RegistryWriter
@@ -88,7 +89,10 @@ class Ingestor:
             redis, pool, self.prefix, self.backlog, settings.read_your_writes_timeout
         )
         text = resources.files("runstream.ingest").joinpath("append.lua").read_text()
-        self._script = redis.register_script(text)
+        self._script = LeanScript(redis, text)
+
+    async def aclose(self) -> None:
+        await self._script.aclose()
 
     async def append(
         self, events: Sequence[Event], *, idempotency_key: str | None = None
@@ -241,7 +245,7 @@ class Ingestor:
             keys, header = script_args(
                 self.prefix, shard, events, absent, deleted, idempotency_key, dry=dry
             )
-            reply = await self._script(keys=keys, args=[header, *entries])
+            reply = await self._script(keys, [header, *entries])
             outcome = read_reply(reply)
             if isinstance(outcome, Appended):
                 return outcome
@@ -295,11 +299,11 @@ def _raise_first(results: Sequence[object]) -> None:
 
 
 def _count_accepted(shard: int, events: Sequence[Event]) -> None:
-    label = str(shard)
+    points_counter, events_counter = telemetry.accepted_counters(shard)
     points = sum(e.point_count for e in events if isinstance(e, MetricsLogged))
     if points:
-        telemetry.POINTS_ACCEPTED.labels(label).inc(points)
-    telemetry.EVENTS_ACCEPTED.labels(label).inc(len(events))
+        points_counter.inc(points)
+    events_counter.inc(len(events))
 
 
 @contextlib.asynccontextmanager

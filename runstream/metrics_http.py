@@ -49,9 +49,9 @@ async def latency_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        telemetry.REQUEST_SECONDS.labels(
-            request.method, route_label(request), f"{status // 100}xx"
-        ).observe(time.perf_counter() - started)
+        telemetry.request_histogram(request.method, route_label(request), status // 100).observe(
+            time.perf_counter() - started
+        )
 
 
 async def shard_readings(

@@ -4,6 +4,7 @@ the projector into PostgreSQL: write-side checks, projection, exactly-once and r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -26,8 +27,12 @@ MODEL_1 = "m-" + "1" * 32
 
 
 @pytest.fixture
-def ingestor(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis) -> Ingestor:
-    return Ingestor(redis, pool, settings)
+async def ingestor(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> AsyncIterator[Ingestor]:
+    ingestor = Ingestor(redis, pool, settings)
+    yield ingestor
+    await ingestor.aclose()
 
 
 async def drain(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis) -> None:

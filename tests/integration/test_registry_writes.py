@@ -5,6 +5,7 @@ the write-side model rebuilt from PostgreSQL when Redis has lost it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -27,8 +28,12 @@ RUN = "a" * 32
 
 
 @pytest.fixture
-def ingestor(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis) -> Ingestor:
-    return Ingestor(redis, pool, settings)
+async def ingestor(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> AsyncIterator[Ingestor]:
+    ingestor = Ingestor(redis, pool, settings)
+    yield ingestor
+    await ingestor.aclose()
 
 
 async def drain(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis) -> None:
