@@ -29,6 +29,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
+from runstream.ingest.ingestor import Ingestor
 from runstream.projector.migrations import load_migrations, migrate_dsn
 from runstream.settings import Settings
 
@@ -208,6 +209,16 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
         yield p
     finally:
         await p.close()
+
+
+@pytest.fixture
+async def ingestor(
+    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
+) -> AsyncIterator[Ingestor]:
+    """The ingest side's writer on the test's stores, closed after the test."""
+    ingestor = Ingestor(redis, pool, settings)
+    yield ingestor
+    await ingestor.aclose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the projector into PostgreSQL: write-side checks, projection, exactly-once and r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -24,20 +23,6 @@ from runstream.settings import Settings
 RUN_A = "a" * 32
 RUN_B = "b" * 32
 MODEL_1 = "m-" + "1" * 32
-
-
-@pytest.fixture
-async def ingestor(
-    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
-) -> AsyncIterator[Ingestor]:
-    ingestor = Ingestor(redis, pool, settings)
-    yield ingestor
-    await ingestor.aclose()
-
-
-async def drain(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis) -> None:
-    async with asyncio.timeout(30):
-        await project_until_idle(settings, pool, redis)
 
 
 TABLES = {
@@ -112,6 +97,11 @@ async def load_scenario(ingestor: Ingestor) -> str:
         ]
     )
     return MODEL_1
+
+
+async def drain(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis) -> None:
+    async with asyncio.timeout(30):
+        await project_until_idle(settings, pool, redis)
 
 
 async def test_models_and_inputs_are_projected_as_mlflow_stores_them(

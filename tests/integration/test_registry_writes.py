@@ -5,7 +5,6 @@ the write-side model rebuilt from PostgreSQL when Redis has lost it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -25,20 +24,6 @@ from runstream.schemas.errors import (
 from runstream.settings import Settings
 
 RUN = "a" * 32
-
-
-@pytest.fixture
-async def ingestor(
-    settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
-) -> AsyncIterator[Ingestor]:
-    ingestor = Ingestor(redis, pool, settings)
-    yield ingestor
-    await ingestor.aclose()
-
-
-async def drain(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis) -> None:
-    async with asyncio.timeout(30):
-        await project_until_idle(settings, pool, redis)
 
 
 TABLES = {
@@ -84,6 +69,11 @@ async def scenario(ingestor: Ingestor) -> None:
             rg.RegisteredModelDeleted("scratch", 19),
         ]
     )
+
+
+async def drain(settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis) -> None:
+    async with asyncio.timeout(30):
+        await project_until_idle(settings, pool, redis)
 
 
 async def test_registry_projects_as_mlflow_stores_it(
