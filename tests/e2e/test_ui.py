@@ -134,7 +134,10 @@ class Page:
                 return text
             if time.monotonic() > deadline:
                 missing = [needle for needle in needles if needle not in text]
-                raise AssertionError(f"{missing} not on the page, which shows:\n{text[:3000]}")
+                where = await self.evaluate("location.href")
+                raise AssertionError(
+                    f"{missing} not on the page {where}, which shows:\n{text[:3000]}"
+                )
             await asyncio.sleep(0.3)
 
     async def evaluate(self, expression: str) -> Any:
@@ -156,7 +159,11 @@ class Page:
             const el = els[els.length - 1];
             el.scrollIntoView({{block: "center"}});
             const r = el.getBoundingClientRect();
-            return [r.x + r.width / 2, r.y + r.height / 2];
+            const [x, y] = [r.x + r.width / 2, r.y + r.height / 2];
+            // A page still laying out (a panel opening, a list growing) can put something
+            // else at that point by the time the click lands: only click what is on top.
+            const top = document.elementFromPoint(x, y);
+            return top && (el === top || el.contains(top)) ? [x, y] : null;
         }})()"""
         deadline = time.monotonic() + PAGE_TIMEOUT
         while (point := await self.evaluate(find)) is None:
@@ -168,6 +175,17 @@ class Page:
             await self.call(
                 "Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1
             )
+
+    async def follow(self, selector: str, leads_to: str) -> None:
+        """Click the link ``selector`` until the address holds ``leads_to``: a click that
+        lands while the page is still re-rendering can be dropped (seen 1 run in 3 here)."""
+        for _ in range(5):
+            await self.click(selector)
+            for _ in range(20):
+                if leads_to in await self.evaluate("location.href"):
+                    return
+                await asyncio.sleep(0.25)
+        raise AssertionError(f"{selector} never led to {leads_to}: {await self.text()}")
 
     async def type_into(self, selector: str, text: str) -> None:
         await self.click(selector)
@@ -453,7 +471,7 @@ async def test_register_a_model_set_an_alias_and_list_datasets_in_the_ui(
         assert text.index("zz_metric") < text.index("aa_metric")
 
         # From the run's page to its logged model, and register it as a new model.
-        await page.click(f'a[href*="{trained.model_id}"]')
+        await page.follow(f'a[href*="{trained.model_id}"]', trained.model_id)
         await page.wait_for_text("Register model")
         await page.click("button", "Register model")
         await asyncio.sleep(1)  # the dialog's opening animation
