@@ -176,16 +176,31 @@ class Page:
                 "Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1
             )
 
-    async def follow(self, selector: str, leads_to: str) -> None:
-        """Click the link ``selector`` until the address holds ``leads_to``: a click that
-        lands while the page is still re-rendering can be dropped (seen 1 run in 3 here)."""
-        for _ in range(5):
-            await self.click(selector)
+    async def click_until(
+        self, selector: str, done: str, text: str | None = None, *, tries: int = 5
+    ) -> None:
+        """Click ``selector`` (as :meth:`click`) until the JavaScript ``done`` is true: a click
+        that lands while the page is still re-rendering or animating is dropped now and then
+        (seen once in three runs on this machine), so a step checks that it happened."""
+        for _ in range(tries):
+            await self.click(selector, text)
             for _ in range(20):
-                if leads_to in await self.evaluate("location.href"):
+                if await self.evaluate(done):
                     return
                 await asyncio.sleep(0.25)
-        raise AssertionError(f"{selector} never led to {leads_to}: {await self.text()}")
+        raise AssertionError(f"{selector} {text!r} never made {done} true:\n{await self.text()}")
+
+    async def follow(self, selector: str, leads_to: str) -> None:
+        """Click the link ``selector`` until the address holds ``leads_to``."""
+        await self.click_until(selector, f"location.href.includes({json.dumps(leads_to)})")
+
+    async def click_to_show(self, selector: str, shows: str, text: str | None = None) -> None:
+        """Click ``selector`` until an element matching ``shows`` is visible."""
+        visible = (
+            f"[...document.querySelectorAll({json.dumps(shows)})]"
+            ".some(e => e.getClientRects().length > 0)"
+        )
+        await self.click_until(selector, visible, text)
 
     async def type_into(self, selector: str, text: str) -> None:
         await self.click(selector)
@@ -473,11 +488,14 @@ async def test_register_a_model_set_an_alias_and_list_datasets_in_the_ui(
         # From the run's page to its logged model, and register it as a new model.
         await page.follow(f'a[href*="{trained.model_id}"]', trained.model_id)
         await page.wait_for_text("Register model")
-        await page.click("button", "Register model")
+        select = '[role="dialog"] .du-bois-light-select-selector'
+        await page.click_to_show("button", select, "Register model")
         await asyncio.sleep(1)  # the dialog's opening animation
-        await page.click('[role="dialog"] .du-bois-light-select-selector')
+        await page.click_to_show(select, ".mlflow-create-new-model-option")
         await asyncio.sleep(0.5)  # the dropdown's opening animation
-        await page.click(".mlflow-create-new-model-option")
+        await page.click_to_show(
+            ".mlflow-create-new-model-option", '[role="dialog"] input:not([role="combobox"])'
+        )
         await asyncio.sleep(0.5)
         await page.type_into('[role="dialog"] input:not([role="combobox"])', name)
         await page.click('[data-testid="confirm-register-model"]')
@@ -493,7 +511,7 @@ async def test_register_a_model_set_an_alias_and_list_datasets_in_the_ui(
         await page.wait_for_text(name, "Version 1")
 
         # Set an alias from the model's page, and see it there.
-        await page.click("button", "Add")
+        await page.click_to_show("button", '[role="dialog"] input', "Add")
         await asyncio.sleep(1)
         await page.type_into('[role="dialog"] input', "champion")
         await page.call("Input.dispatchKeyEvent", type="keyDown", key="Enter", code="Enter",
