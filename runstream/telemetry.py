@@ -17,6 +17,7 @@ is after ``multiprocess_metrics`` chose where values live (``values.ValueClass``
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
@@ -56,31 +57,22 @@ EVENTS_ACCEPTED = Counter(
     "Events appended to the event streams.",
     ("shard",),
 )
-_REQUESTS: dict[tuple[str, str, int], Histogram] = {}
 
 
+# Children looked up once per process: ``labels`` takes a lock and builds a tuple on every
+# call, on every request and write. As many entries as the metrics have children (routes are
+# the app's; unmatched paths share one label; shards are fixed).
+@functools.cache
 def request_histogram(method: str, route: str, status_class: int) -> Histogram:
-    """``REQUEST_SECONDS`` of one (method, route, status class), looked up once per process:
-    ``labels`` takes a lock and builds a tuple on every call. As many entries as the metric
-    has children (routes are the app's; unmatched paths share one label)."""
-    key = (method, route, status_class)
-    found = _REQUESTS.get(key)
-    if found is None:
-        found = _REQUESTS[key] = REQUEST_SECONDS.labels(method, route, f"{status_class}xx")
-    return found
+    """``REQUEST_SECONDS`` of one (method, route, status class)."""
+    return REQUEST_SECONDS.labels(method, route, f"{status_class}xx")
 
 
-_ACCEPTED: dict[int, tuple[Counter, Counter]] = {}
-
-
+@functools.cache
 def accepted_counters(shard: int) -> tuple[Counter, Counter]:
-    """The points and events counters of ``shard``, looked up once per process (``labels``
-    takes a lock and builds a tuple on every call, on every write)."""
-    found = _ACCEPTED.get(shard)
-    if found is None:
-        label = str(shard)
-        found = _ACCEPTED[shard] = (POINTS_ACCEPTED.labels(label), EVENTS_ACCEPTED.labels(label))
-    return found
+    """The points and events counters of ``shard``."""
+    label = str(shard)
+    return POINTS_ACCEPTED.labels(label), EVENTS_ACCEPTED.labels(label)
 
 
 PROJECTOR_BATCH_SECONDS = Histogram(
