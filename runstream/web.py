@@ -234,30 +234,37 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The whole body, refused with 413 past ``max_bytes`` before more is read, and with 408
     when the client stops sending for ``BODY_TIMEOUT`` seconds (a slow client holds no more
     than a connection, and not for ever)."""
-    cached: bytes | None = request.get(CACHED_BODY)
-    if cached is not None:
-        # Read earlier (by the auth guard) under a limit that may be looser than this one.
-        if len(cached) > max_bytes:
-            raise RequestTooLarge(f"Request body exceeds the limit of {max_bytes} bytes")
-        return cached
-    length = request.content_length
-    if length is not None and length > max_bytes:
-        raise RequestTooLarge(f"Request body of {length} bytes exceeds the limit of {max_bytes}")
-    if request.content.is_eof():
+    body: bytes | None = request.get(CACHED_BODY)
+    if body is None:
+        length = request.content_length
+        if length is not None and length > max_bytes:
+            raise RequestTooLarge(
+                f"Request body of {length} bytes exceeds the limit of {max_bytes}"
+            )
+        if not request.content.is_eof():
+            return await _streamed_body(request, max_bytes)
         # A small body usually arrives with its head: it is all buffered already, and taking
         # it at once spares the streaming loop's timer and generator on every call (issue 12).
         body = request.content.read_nowait()
-        if len(body) > max_bytes:
-            raise RequestTooLarge(f"Request body exceeds the limit of {max_bytes} bytes")
-        return body
+    # Also a body read earlier (by the auth guard) under a limit looser than this one.
+    if len(body) > max_bytes:
+        raise _body_too_large(max_bytes)
+    return body
+
+
+async def _streamed_body(request: web.Request, max_bytes: int) -> bytes:
     chunks = []
     total = 0
     async for chunk in stalling_after(request, request.content.iter_chunked(1 << 16)):
         total += len(chunk)
         if total > max_bytes:
-            raise RequestTooLarge(f"Request body exceeds the limit of {max_bytes} bytes")
+            raise _body_too_large(max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _body_too_large(max_bytes: int) -> RequestTooLarge:
+    return RequestTooLarge(f"Request body exceeds the limit of {max_bytes} bytes")
 
 
 async def stalling_after(request: web.Request, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
