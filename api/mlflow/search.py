@@ -23,7 +23,10 @@ from runstream.web import Visibility
 # lookups, one of 100,000 wants hash joins), so never reuse a generic plan of the prepared
 # statement; and the tables it reads are index-heavy and cached, so price random reads so.
 # Measurements in docs/search.md.
-PLANNER_SETTINGS = "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL random_page_cost = 1.1"
+# ``set_config(..., true)`` is ``SET LOCAL``: the settings end with the transaction.
+PLANNER_SETTINGS = """
+SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+       set_config('random_page_cost', '1.1', true)"""
 
 SORT_RUNS_UP_TO = 2_000
 """Experiments with at most this many runs (in the searched stages) are searched by one sort
@@ -32,20 +35,21 @@ walk costs ~2.5 ms more (3.1 ms against 0.7 ms for ``metrics.m0 > 0.5 and params
 by ``metrics.m1 DESC``), more than the whole search of a small experiment, and the sort only
 falls behind the walk from ~3,000 runs (docs/search.md)."""
 
-# The planner settings (``set_config(..., true)`` is ``SET LOCAL``) and whether the searched
-# runs are few enough to sort, in the one round trip that the settings alone used to take.
-_SETTINGS_AND_SMALL = """
-SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
-       set_config('random_page_cost', '1.1', true),
+# The planner settings and whether the searched runs are few enough to sort, in the one round
+# trip that the settings alone used to take.
+_SETTINGS_AND_SMALL = (
+    PLANNER_SETTINGS
+    + """,
        (SELECT count(*) FROM (SELECT 1 FROM runs r
                               WHERE r.experiment_id = ANY($1::int8[])
                                 AND r.lifecycle_stage = ANY($2::text[])
                               LIMIT $3::int8) s) <= $4::int8 AS small
 """
+)
 
 
 async def _fetch(conn: asyncpg.Connection, query: sq.Query) -> list[asyncpg.Record]:
-    async with conn.transaction():  # SET LOCAL ends with it
+    async with conn.transaction():  # the settings end with it
         await conn.execute(PLANNER_SETTINGS)
         rows: list[asyncpg.Record] = await conn.fetch(query.sql, *query.args)
     return rows
@@ -59,7 +63,7 @@ async def _fetch_runs(
 ) -> list[asyncpg.Record]:
     """``build(walk)``'s rows; ``walk`` is False when the experiments are small enough to
     sort (``SORT_RUNS_UP_TO``)."""
-    async with conn.transaction():  # set_config(..., true) ends with it
+    async with conn.transaction():  # the settings end with it
         row = await conn.fetchrow(
             _SETTINGS_AND_SMALL, ids, list(stages), SORT_RUNS_UP_TO + 1, SORT_RUNS_UP_TO
         )
