@@ -50,9 +50,10 @@ class Settings:
     """Bytes in one native ingest body (msgpack columns); 413 from Content-Length or once
     passed while reading, before anything is parsed."""
     max_json_bytes: int = 24 * 1024 * 1024
-    """Bytes in one JSON body of any route: MLflow's, the native ones, auth's (fits MLflow's
-    largest message, a dataset with a 16 MB profile); parsing JSON holds the event loop, so
-    it is bounded tighter than msgpack."""
+    """Bytes in one JSON body of the MLflow, native and auth routes (fits MLflow's largest
+    message, a dataset with a 16 MB profile); parsing JSON holds the event loop, so it is
+    bounded tighter than msgpack. The UI's ``/graphql`` and the artifact routes' JSON are
+    bounded by ``max_body_bytes`` and ``max_json_items``."""
     max_json_items: int = 100_000
     """JSON items (counted by their commas) in one JSON body of any route; 413 before
     parsing. Parsing time grows with the items (100,000: under 10 ms of event loop); MLflow's
