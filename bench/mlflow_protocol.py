@@ -264,25 +264,42 @@ def _timed_searches(client: Any, url: str, experiment_id: str, repeats: int) -> 
 
 
 def _raw_searches(url: str, experiment_id: str, repeats: int) -> tuple[list[float], list[int]]:
-    """The same search as one ``POST runs/search`` each, the body the mlflow client sends,
-    decoded by orjson and its runs counted; one keep-alive session, its first call untimed.
-    What the servers cost without the client's ~40 us per run of protobuf parsing."""
+    """The same search as one ``POST runs/search`` each, the body the mlflow client sends
+    (``_raw_reads``): what the servers cost without the client's ~40 us per run of protobuf
+    parsing."""
     import orjson
-    import requests
 
     endpoint = f"{url}/api/2.0/mlflow/runs/search"
     body = orjson.dumps({"experiment_ids": [experiment_id], "filter": SEARCH_FILTER,
                          "run_view_type": "ACTIVE_ONLY", "max_results": 100,
                          "order_by": list(SEARCH_ORDER)})  # fmt: skip
     headers = {"Content-Type": "application/json"}
+
+    def search(session: Any) -> Any:
+        return session.post(endpoint, data=body, headers=headers)
+
+    return _raw_reads("runs", repeats, search, search)
+
+
+def _raw_reads(
+    field: str, repeats: int, call: Callable[[Any], Any], warm: Callable[[Any], Any]
+) -> tuple[list[float], list[int]]:
+    """``repeats`` timed ``call(session)``s on one keep-alive ``requests`` session, after one
+    untimed ``warm(session)``; each answer decoded by orjson and its ``field`` list counted.
+    The standard library's decoder took 12-17 ms of the ~23 ms a raw 20,000-point history
+    read cost against either runstream or the null server (2026-12-03): these rows measure
+    the servers, so the client decodes as cheaply as a Python client can, the same for all."""
+    import orjson
+    import requests
+
     seconds, counts = [], []
     with requests.Session() as session:
-        session.post(endpoint, data=body, headers=headers).raise_for_status()
+        warm(session).raise_for_status()
         for _ in range(repeats):
             t0 = time.perf_counter()
-            answer = session.post(endpoint, data=body, headers=headers)
+            answer = call(session)
             answer.raise_for_status()
-            counts.append(len(orjson.loads(answer.content).get("runs", [])))
+            counts.append(len(orjson.loads(answer.content).get(field, [])))
             seconds.append(time.perf_counter() - t0)
     return seconds, counts
 
@@ -551,27 +568,17 @@ def _history_child(url: str, points: int, repeats: int) -> dict[str, Any]:
 def _raw_history_reads(
     url: str, run_id: str, key: str, repeats: int
 ) -> tuple[list[float], list[int]]:
-    """``repeats`` raw reads of the whole series: one ``GET metrics/get-history`` each (no
-    ``max_results``: every point in one answer, on both servers), JSON decoded by orjson,
-    points counted; one keep-alive session, its first call untimed. The standard library's
-    decoder took 12-17 ms of the ~23 ms a read cost against either runstream or the null
-    server (2026-12-03): the row measures the servers, so the client decodes as cheaply as a
-    Python client can, the same for every server."""
-    import orjson
-    import requests
-
+    """``repeats`` raw reads of the whole series (``_raw_reads``): one ``GET
+    metrics/get-history`` each, without ``max_results`` (every point in one answer, on both
+    servers); the untimed first one asks for a single point."""
     endpoint = f"{url}/api/2.0/mlflow/metrics/get-history"
     query: dict[str, str | int] = {"run_id": run_id, "metric_key": key}
-    seconds, counts = [], []
-    with requests.Session() as session:
-        session.get(endpoint, params={**query, "max_results": 1}).raise_for_status()
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            answer = session.get(endpoint, params=query)
-            answer.raise_for_status()
-            counts.append(len(orjson.loads(answer.content).get("metrics", [])))
-            seconds.append(time.perf_counter() - t0)
-    return seconds, counts
+    return _raw_reads(
+        "metrics",
+        repeats,
+        lambda session: session.get(endpoint, params=query),
+        lambda session: session.get(endpoint, params={**query, "max_results": 1}),
+    )
 
 
 def mlflow_history(ctx: Context) -> list[Result]:
