@@ -6,6 +6,7 @@ from aiohttp import web
 
 from runstream.api.artifacts.routes import setup_artifact_routes
 from runstream.api.mlflow.routes import setup_mlflow_routes
+from runstream.api.mlflow.search_store import use_search_store
 from runstream.api.native.routes import add_routes
 from runstream.api.ui.routes import setup_ui
 from runstream.ingest.watermarks import use_watermarks
@@ -26,6 +27,7 @@ def setup(app: web.Application, settings: Settings) -> None:
         return
     app[_API_ADDED] = True
     use_stores(app, settings)
+    use_search_store(app, settings)
     use_watermarks(app, settings)
     add_routes(app)
     setup_mlflow_routes(app, settings)

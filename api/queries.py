@@ -27,7 +27,7 @@ SELECT e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage,
 FROM experiments e
 """
 
-_RUN = (
+_RUN_COLUMNS = (
     """
 SELECT r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.end_time,
        r.lifecycle_stage, r.artifact_uri,
@@ -41,10 +41,8 @@ SELECT r.run_id, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.e
              ORDER BY m.series_id) AS metrics,
 """
     + RUN_IO_COLUMNS
-    + """
-FROM runs r
-"""
 )
+_RUN = _RUN_COLUMNS + "\nFROM runs r\n"
 
 
 async def experiment_by_id(db: Executor, experiment_id: int) -> Row | None:
@@ -92,6 +90,17 @@ async def runs_by_ids(db: Executor, run_ids: Sequence[str]) -> list[Row]:
     """Runs as :func:`run` returns them, in no particular order (callers reorder)."""
     rows: list[Row] = await db.fetch(_RUN + "WHERE r.run_id = ANY($1::text[])", list(run_ids))
     return rows
+
+
+def runs_in_order(run_ids_sql: str) -> str:
+    """The runs (as :func:`run` returns them) whose ids ``run_ids_sql`` selects, in its order:
+    a search and its page of runs in one round trip and one statement."""
+    # ARRAY(subquery) keeps the subquery's ORDER BY, as the arrays of _RUN rely on too.
+    return (
+        _RUN_COLUMNS
+        + f"\nFROM unnest(ARRAY(\n{run_ids_sql}\n)) WITH ORDINALITY AS found(run_id, pos)"
+        + "\nJOIN runs r ON r.run_id = found.run_id\nORDER BY found.pos"
+    )
 
 
 async def experiments_by_ids(db: Executor, experiment_ids: Sequence[int]) -> list[Row]:

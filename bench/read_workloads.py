@@ -680,10 +680,11 @@ def search_queries(ctx: Context) -> list[Result]:
 
 
 async def _search_queries(ctx: Context, database_url: str, sizes: dict[int, int]) -> list[Result]:
-    from runstream.api.mlflow.search import search_runs
+    from runstream.api.mlflow.search import SEARCH_SESSION, search_runs
 
     repeats, budget = _budget(ctx)
-    conn = await asyncpg.connect(database_url)
+    # The session of the server's search pool (api/mlflow/search_store.py).
+    conn = await asyncpg.connect(database_url, server_settings=SEARCH_SESSION)
     results = []
     try:
         await loaders.load_runstream(conn, loaders.generate(sizes, seed=42))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -27,19 +27,30 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 _STORES_ADDED = web.AppKey("stores_added", bool)
 
 
-async def create_pg_pool(settings: Settings, *, projector: bool = False) -> asyncpg.Pool:
+async def create_pg_pool(
+    settings: Settings,
+    *,
+    projector: bool = False,
+    session: Mapping[str, str] | None = None,
+    max_size: int | None = None,
+) -> asyncpg.Pool:
     """The pool of the request handlers (``statement_timeout`` bounds every query), or with
     ``projector`` the projector's own: its transactions are not cut short, and readers can
-    never take its connections (issue 14: one pool let slow searches starve ingestion)."""
+    never take its connections (issue 14: one pool let slow searches starve ingestion).
+
+    ``session``: more settings of every connection (the search pool's planner settings);
+    ``max_size`` overrides the settings' pool size."""
     if not settings.database_url:
         raise RuntimeError("settings.database_url is not set (start the embedded stores first)")
-    server_settings = {}
+    server_settings = dict(session or {})
     if not projector and settings.statement_timeout > 0:
         server_settings["statement_timeout"] = str(int(settings.statement_timeout * 1000))
+    if max_size is None:
+        max_size = settings.projector_pool_max if projector else settings.db_pool_max
     pool = await asyncpg.create_pool(
         settings.database_url,
-        min_size=1 if projector else settings.db_pool_min,
-        max_size=settings.projector_pool_max if projector else settings.db_pool_max,
+        min_size=1 if projector else min(settings.db_pool_min, max_size),
+        max_size=max_size,
         # Read tables change under us constantly; cached plans of generic queries are fine,
         # but statement caching per connection is kept small to bound memory.
         statement_cache_size=256,

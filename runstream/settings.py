@@ -84,6 +84,9 @@ class Settings:
     db_pool_max: int = 10
     projector_pool_max: int = 4
     """Connections of the projector's own pool: API readers can never take them."""
+    search_pool_max: int = 4
+    """Connections of the run searches' own pool per process (their planner settings): at most
+    this many searches run at once in a process, and they never take the other reads'."""
     store_timeout: float = 10.0
     """Seconds a write waits for Redis or PostgreSQL to answer before it is refused with 503
     (a store that accepts connections but does not answer, e.g. a frozen Redis)."""

@@ -12,7 +12,6 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -22,12 +21,13 @@ from runstream.api.mlflow import messages as rq
 from runstream.api.mlflow import search
 from runstream.api.mlflow.handler_io import catch_up, read_caught_up, request_fields, write
 from runstream.api.mlflow.names import random_run_name
+from runstream.api.mlflow.search_store import SEARCH_STORE, SearchStore
 from runstream.api.reads import require_active_run, run_not_found
 from runstream.resources import PG_POOL
 from runstream.schemas import constants as c
 from runstream.schemas import runs as rn
 from runstream.schemas.codec import Event
-from runstream.schemas.errors import ResourceDoesNotExist, RunstreamError
+from runstream.schemas.errors import ResourceDoesNotExist
 from runstream.web import Visibility, json_response, visibility_of
 
 
@@ -122,15 +122,15 @@ async def delete_tag(request: web.Request) -> web.Response:
 
 
 async def search_run_rows(
-    pool: asyncpg.Pool, req: rq.SearchRuns, visible: Visibility | None = None
-) -> tuple[list[str], dict[str, Any], str | None]:
-    """The matching run ids in order, their rows by id, and the next page token; only in
-    the experiments ``visible`` allows (auth: what the caller may read)."""
+    store: SearchStore, req: rq.SearchRuns, visible: Visibility | None = None
+) -> tuple[list[asyncpg.Record], str | None]:
+    """The matching runs' rows in order and the next page token; only in the experiments
+    ``visible`` allows (auth: what the caller may read)."""
     if visible is not None:
         allowed = tuple(e for e in req.experiment_ids if visible.allows(e.strip()))
         req = dataclasses.replace(req, experiment_ids=allowed)
-    async with pool.acquire() as conn:
-        run_ids, token = await search.search_runs(
+    async with store.pool.acquire() as conn:
+        return await search.search_run_rows(
             conn,
             experiment_ids=req.experiment_ids,
             filter_string=req.filter_string,
@@ -138,9 +138,8 @@ async def search_run_rows(
             max_results=req.max_results,
             order_by=req.order_by,
             page_token=req.page_token,
+            sizes=store.sizes,
         )
-        rows = {row["run_id"]: row for row in await queries.runs_by_ids(conn, run_ids)}
-    return run_ids, rows, token
 
 
 async def search_runs(request: web.Request) -> web.Response:
@@ -149,16 +148,12 @@ async def search_runs(request: web.Request) -> web.Response:
     )
     # Every search catches up on every shard (docs/design-decisions.md, read-your-writes).
     visible = visibility_of(request)
-    run_ids, rows, token = await read_caught_up(
-        request, (), lambda: search_run_rows(request.app[PG_POOL], req, visible)
+    rows, token = await read_caught_up(
+        request, (), lambda: search_run_rows(request.app[SEARCH_STORE], req, visible)
     )
-    missing = [run_id for run_id in run_ids if run_id not in rows]
-    if missing:
-        # Runs are never removed from the read tables; a gap is a bug worth a loud error.
-        raise RunstreamError(f"Runs {missing} matched the search but could not be read")
     out: views.JsonDict = {}
-    if run_ids:
-        out["runs"] = [views.run_row_to_json(rows[run_id]) for run_id in run_ids]
+    if rows:
+        out["runs"] = [views.run_row_to_json(row) for row in rows]
     if token:
         out["next_page_token"] = token
     return json_response(out)

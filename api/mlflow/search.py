@@ -8,10 +8,12 @@ id, experiments from their rows).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import asyncpg
+from cachetools import TTLCache
 
+from runstream.api import queries
 from runstream.api.mlflow import pagination
 from runstream.api.mlflow import search_filter as sf
 from runstream.api.mlflow import search_sql as sq
@@ -19,57 +21,61 @@ from runstream.schemas import constants as c
 from runstream.schemas.validation import parse_experiment_id
 from runstream.web import Visibility
 
-# A search's best plan depends on its values (an experiment of 1,000 runs wants per-run index
-# lookups, one of 100,000 wants hash joins), so never reuse a generic plan of the prepared
-# statement; and the tables it reads are index-heavy and cached, so price random reads so.
-# Measurements in docs/search.md.
-# ``set_config(..., true)`` is ``SET LOCAL``: the settings end with the transaction.
-PLANNER_SETTINGS = """
-SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
-       set_config('random_page_cost', '1.1', true)"""
+SEARCH_SESSION = {
+    # A search's best plan depends on its values (an experiment of 1,000 runs wants per-run
+    # index lookups, one of 100,000 an early-stopping index walk), so never reuse a generic
+    # plan of a prepared statement.
+    "plan_cache_mode": "force_custom_plan",
+    # The read tables are index-heavy and cached: price random reads so.
+    "random_page_cost": "1.1",
+    # Every join of a run search is on run_id, unique per candidate, so a Memoize node only
+    # misses: it cost the 100,000-run walk ~3 ms of ~13 (docs/search.md).
+    "enable_memoize": "off",
+}
+"""Session settings of the connections that search (``search_store``): measurements in
+docs/search.md, "Planner settings"."""
 
 SORT_RUNS_UP_TO = 2_000
-"""Experiments with at most this many runs (in the searched stages) are searched by one sort
-when a metric orders them first, not by ``search_sql``'s three-part index walk: planning the
-walk costs ~2.5 ms more (3.1 ms against 0.7 ms for ``metrics.m0 > 0.5 and params.p0 = '3'``
-by ``metrics.m1 DESC``), more than the whole search of a small experiment, and the sort only
-falls behind the walk from ~3,000 runs (docs/search.md)."""
+"""Experiments with at most this many runs (in the searched stages) are searched by
+``Plan.SMALL``: one sort, each filter read once into a hash. Planning a metric's index walk
+costs more than the whole search of a small experiment, and the sort only falls behind the
+walk from ~3,000 runs (docs/search.md)."""
 
-# The planner settings and whether the searched runs are few enough to sort, in the one round
-# trip that the settings alone used to take.
-_SETTINGS_AND_SMALL = (
-    PLANNER_SETTINGS
-    + """,
-       (SELECT count(*) FROM (SELECT 1 FROM runs r
-                              WHERE r.experiment_id = ANY($1::int8[])
-                                AND r.lifecycle_stage = ANY($2::text[])
-                              LIMIT $3::int8) s) <= $4::int8 AS small
+_COUNT_UP_TO = """
+SELECT count(*) FROM (SELECT 1 FROM runs r
+                      WHERE r.experiment_id = ANY($1::int8[])
+                        AND r.lifecycle_stage = ANY($2::text[])
+                      LIMIT $3::int8) s
 """
-)
 
 
-async def _fetch(conn: asyncpg.Connection, query: sq.Query) -> list[asyncpg.Record]:
-    async with conn.transaction():  # the settings end with it
-        await conn.execute(PLANNER_SETTINGS)
-        rows: list[asyncpg.Record] = await conn.fetch(query.sql, *query.args)
-    return rows
+class ExperimentSizes:
+    """Whether searched experiments are small enough to sort (``SORT_RUNS_UP_TO``),
+    remembered for ``ttl`` seconds: a count is a round trip of its own, and the answer only
+    picks a plan, never the result, so an answer a few seconds old costs at most speed."""
 
-
-async def _fetch_runs(
-    conn: asyncpg.Connection,
-    build: Callable[[bool], sq.Query],
-    ids: list[int],
-    stages: Sequence[str],
-) -> list[asyncpg.Record]:
-    """``build(walk)``'s rows; ``walk`` is False when the experiments are small enough to
-    sort (``SORT_RUNS_UP_TO``)."""
-    async with conn.transaction():  # the settings end with it
-        row = await conn.fetchrow(
-            _SETTINGS_AND_SMALL, ids, list(stages), SORT_RUNS_UP_TO + 1, SORT_RUNS_UP_TO
+    def __init__(self, ttl: float = 10.0, capacity: int = 1_024) -> None:
+        self._small: TTLCache[tuple[tuple[int, ...], tuple[str, ...]], bool] = TTLCache(
+            maxsize=capacity, ttl=ttl
         )
-        query = build(not row["small"])
-        rows: list[asyncpg.Record] = await conn.fetch(query.sql, *query.args)
-    return rows
+
+    async def small(
+        self, conn: asyncpg.Connection, ids: Sequence[int], stages: Sequence[str]
+    ) -> bool:
+        key = (tuple(ids), tuple(stages))
+        small = self._small.get(key)
+        if small is None:
+            small = await count_is_small(conn, ids, stages)
+            self._small[key] = small
+        return small
+
+
+async def count_is_small(
+    conn: asyncpg.Connection, ids: Sequence[int], stages: Sequence[str]
+) -> bool:
+    """Whether the experiments hold at most ``SORT_RUNS_UP_TO`` runs in ``stages``."""
+    count: int = await conn.fetchval(_COUNT_UP_TO, list(ids), list(stages), SORT_RUNS_UP_TO + 1)
+    return count <= SORT_RUNS_UP_TO
 
 
 async def search_runs(
@@ -78,15 +84,54 @@ async def search_runs(
     experiment_ids: Sequence[str],
     filter_string: str = "",
     run_view_type: str = "ACTIVE_ONLY",
-    max_results: int = c.SEARCH_MAX_RESULTS_DEFAULT,
+    max_results: int | None = c.SEARCH_MAX_RESULTS_DEFAULT,
     order_by: Sequence[str] = (),
     page_token: str | None = None,
+    sizes: ExperimentSizes | None = None,
 ) -> tuple[list[str], str | None]:
     """Run ids matching the search, in order, and the token of the next page (or None).
 
     Raises ``InvalidParameterValue`` with MLflow's message for a bad filter, order_by,
     max_results, page token, view type or experiment id.
     """
+    found, token = await _search(
+        conn, experiment_ids, filter_string, run_view_type, max_results, order_by, page_token,
+        sizes, with_rows=False,
+    )  # fmt: skip
+    return [r["run_id"] for r in found], token
+
+
+async def search_run_rows(
+    conn: asyncpg.Connection,
+    *,
+    experiment_ids: Sequence[str],
+    filter_string: str = "",
+    run_view_type: str = "ACTIVE_ONLY",
+    max_results: int | None = c.SEARCH_MAX_RESULTS_DEFAULT,
+    order_by: Sequence[str] = (),
+    page_token: str | None = None,
+    sizes: ExperimentSizes | None = None,
+) -> tuple[list[asyncpg.Record], str | None]:
+    """As :func:`search_runs`, with each run's row (``queries.run``'s columns) in place of its
+    id, read by the search's own statement."""
+    return await _search(
+        conn, experiment_ids, filter_string, run_view_type, max_results, order_by, page_token,
+        sizes, with_rows=True,
+    )  # fmt: skip
+
+
+async def _search(
+    conn: asyncpg.Connection,
+    experiment_ids: Sequence[str],
+    filter_string: str,
+    run_view_type: str,
+    max_results: int | None,
+    order_by: Sequence[str],
+    page_token: str | None,
+    sizes: ExperimentSizes | None,
+    *,
+    with_rows: bool,
+) -> tuple[list[asyncpg.Record], str | None]:
     pagination.check_max_results(max_results, allow_null=True)
     stages = sq.view_stages(run_view_type)
     filters = sf.parse_runs_filter(filter_string)
@@ -97,23 +142,38 @@ async def search_runs(
         return [], None
     limit = None if max_results is None else max_results + 1
 
-    def build(walk: bool) -> sq.Query:
-        return sq.runs_query(
+    async def fetch(plan: sq.Plan) -> list[asyncpg.Record]:
+        query = sq.runs_query(
             experiment_ids=ids,
             stages=stages,
             filters=filters,
             order_by=ordering,
             offset=offset,
             limit=limit,
-            walk=walk,
+            plan=plan,
         )
+        sql = queries.runs_in_order(query.sql) if with_rows else query.sql
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *query.args)
+        return rows
 
-    if sq.walks(ordering, limit):
-        found = await _fetch_runs(conn, build, ids, stages)
+    walks = sq.walks(ordering, limit)
+    # Whether the experiments are small decides the plan only of a walk or of a filter on
+    # other tables than runs (``Plan.SMALL``); don't spend a round trip on it otherwise.
+    if walks or any(f.entity != sf.ATTRIBUTE for f in filters):
+        small = await (sizes.small if sizes else count_is_small)(conn, ids, stages)
     else:
-        found = await _fetch(conn, build(True))
+        small = False
+    if small:
+        found = await fetch(sq.Plan.SMALL)
+    elif not walks:
+        found = await fetch(sq.Plan.SORT)
+    else:
+        # The runs with a number fill the page unless fewer than offset + limit have one.
+        found = await fetch(sq.Plan.NUMBERS)
+        if len(found) < (limit or 0):
+            found = await fetch(sq.Plan.WALK)
     rows, token = pagination.page(found, offset, max_results)
-    return [r["run_id"] for r in rows], token
+    return list(rows), token
 
 
 async def search_experiments(
@@ -141,5 +201,5 @@ async def search_experiments(
         limit=max_results + 1,
         visible=visible,
     )
-    rows, token = pagination.page(await _fetch(conn, query), offset, max_results)
+    rows, token = pagination.page(await conn.fetch(query.sql, *query.args), offset, max_results)
     return list(rows), token

@@ -20,6 +20,7 @@ Semantics carried over from MLflow's SQL store (``_get_sqlalchemy_filter_clauses
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -113,7 +114,8 @@ def view_stages(view_type: str | int) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _Scope:
-    """The searched experiments (one bound parameter) as a condition on an ``experiment_id``.
+    """The searched experiments (one bound parameter) as a condition on an ``experiment_id``,
+    and how a condition on a run's rows in another table is read.
 
     params, run_tags and metric_series carry their run's experiment (migration 0006); every
     filter and order-by join names it, so the planner reads only the experiment's part of the
@@ -122,16 +124,40 @@ class _Scope:
 
     param: str
     many: bool
+    hashed: bool = False
+    """``Plan.SMALL``: each such condition reads its matching rows once, into a hash."""
 
     def on(self, column: str) -> str:
         return f"{column} = ANY({self.param})" if self.many else f"{column} = {self.param}"
 
+    def has(self, table: str, alias: str, where: str, *, present: bool = True) -> str:
+        """The run has (``present``) or has not a row of ``table`` meeting ``where``.
 
-def _scope(experiment_ids: Sequence[int], arg: Args) -> _Scope:
+        ``EXISTS`` probes the run's rows per candidate: right for a walk that stops early, and
+        the planner may turn it into a join. Hashed, ``run_id IN (...)`` reads the experiment's
+        matching rows once (one index range) into a hash that every run of the experiment is
+        looked up in. ``IS TRUE`` keeps PostgreSQL from making that ``IN`` a semi-join, whose
+        size it guesses from run_id's statistics (one row, for any experiment: then it probes
+        per run again); ``NOT IN`` is never made a join (run_id is never NULL, so it means
+        ``NOT EXISTS``).
+        """
+        if self.hashed:
+            sql = (
+                f"r.run_id {'IN' if present else 'NOT IN'}"
+                f" (SELECT {alias}.run_id FROM {table} {alias} WHERE {where})"
+            )
+            return f"({sql}) IS TRUE" if present else sql
+        exists = "EXISTS" if present else "NOT EXISTS"
+        return (
+            f"{exists} (SELECT 1 FROM {table} {alias} WHERE {alias}.run_id = r.run_id AND {where})"
+        )
+
+
+def _scope(experiment_ids: Sequence[int], arg: Args, *, hashed: bool = False) -> _Scope:
     # One experiment as "=" lets the planner walk runs_search in start-time order.
     if len(experiment_ids) == 1:
-        return _Scope(arg(experiment_ids[0], "::int8"), many=False)
-    return _Scope(arg(list(experiment_ids), "::int8[]"), many=True)
+        return _Scope(arg(experiment_ids[0], "::int8"), many=False, hashed=hashed)
+    return _Scope(arg(list(experiment_ids), "::int8[]"), many=True, hashed=hashed)
 
 
 def _in_list(column: str, comparator: str, values: tuple[object, ...], arg: Args, cast: str) -> str:
@@ -159,11 +185,11 @@ def _metric(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
     # PostgreSQL orders NaN above every number, so only > and >= need it kept out; NaN <> x
     # holds, as MLflow wants for !=.
     nan = " AND m.latest_value < 'NaN'::float8" if op in (">", ">=") else ""
-    return (
-        "EXISTS (SELECT 1 FROM metric_series m WHERE m.run_id = r.run_id"
-        f" AND {scope.on('m.experiment_id')} AND m.key = {arg(comp.key, '::text')}"
-        f" AND m.latest_value {op} {arg(comp.value, '::float8')}{nan})"
+    where = (
+        f"{scope.on('m.experiment_id')} AND m.key = {arg(comp.key, '::text')}"
+        f" AND m.latest_value {op} {arg(comp.value, '::float8')}{nan}"
     )
+    return scope.has("metric_series", "m", where)
 
 
 def like_prefix(pattern: str) -> str | None:
@@ -192,14 +218,9 @@ def like_prefix(pattern: str) -> str | None:
 
 def _keyed(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
     table = _KEYED_TABLES[comp.entity]
-    where = (
-        f"k.run_id = r.run_id AND {scope.on('k.experiment_id')}"
-        f" AND k.key = {arg(comp.key, '::text')}"
-    )
-    if comp.comparator == "IS NULL":
-        return f"NOT EXISTS (SELECT 1 FROM {table} k WHERE {where})"
-    if comp.comparator == "IS NOT NULL":
-        return f"EXISTS (SELECT 1 FROM {table} k WHERE {where})"
+    where = f"{scope.on('k.experiment_id')} AND k.key = {arg(comp.key, '::text')}"
+    if comp.comparator in ("IS NULL", "IS NOT NULL"):
+        return scope.has(table, "k", where, present=comp.comparator == "IS NOT NULL")
     assert isinstance(comp.value, str)
     value = arg(comp.value, "::text")
     if comp.comparator == "=":
@@ -209,19 +230,18 @@ def _keyed(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
             # stored prefix (a longer stored value has a prefix of INDEXED_PREFIX characters),
             # so the index condition decides alone. (The heap row is still visited: PostgreSQL
             # 15 does no index-only scan on an expression index.)
-            return f"EXISTS (SELECT 1 FROM {table} k WHERE {where} AND {prefix} = {value})"
+            return scope.has(table, "k", f"{where} AND {prefix} = {value}")
         where += f" AND {prefix} = left({value}, {INDEXED_PREFIX})"
     elif comp.comparator == "LIKE":
         literal = like_prefix(comp.value)
         if literal is not None and len(literal) < INDEXED_PREFIX:
             # 'abc%': a value starts with a literal shorter than the indexed prefix exactly when
             # its prefix does, so the indexed expression decides alone here too.
-            return (
-                f"EXISTS (SELECT 1 FROM {table} k WHERE {where}"
-                f" AND left(k.value, {INDEXED_PREFIX}) LIKE {value})"
+            return scope.has(
+                table, "k", f"{where} AND left(k.value, {INDEXED_PREFIX}) LIKE {value}"
             )
     op = _SQL_OPERATORS[comp.comparator]
-    return f"EXISTS (SELECT 1 FROM {table} k WHERE {where} AND k.value {op} {value})"
+    return scope.has(table, "k", f"{where} AND k.value {op} {value}")
 
 
 def _run_condition(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
@@ -239,19 +259,18 @@ def _dataset(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
     each condition on its own, so two conditions may be met by two different inputs)."""
     if comp.key == "context":
         column = "t.value"
-        source = (
-            "run_dataset_input_tags t WHERE t.run_id = r.run_id"
-            f" AND {scope.on('t.experiment_id')} AND t.key = {arg(c.DATASET_CONTEXT_TAG, '::text')}"
-        )
+        table, alias = "run_dataset_input_tags", "t"
+        where = f"{scope.on('t.experiment_id')} AND t.key = {arg(c.DATASET_CONTEXT_TAG, '::text')}"
     else:
         column = f"d.{comp.key}"
-        source = f"run_dataset_inputs d WHERE d.run_id = r.run_id AND {scope.on('d.experiment_id')}"
+        table, alias = "run_dataset_inputs", "d"
+        where = scope.on("d.experiment_id")
     value = comp.value
     if isinstance(value, tuple):
         condition = _in_list(column, comp.comparator, value, arg, "::text[]")
     else:
         condition = f"{column} {_SQL_OPERATORS[comp.comparator]} {arg(str(value), '::text')}"
-    return f"EXISTS (SELECT 1 FROM {source} AND {condition})"
+    return scope.has(table, alias, f"{where} AND {condition}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +329,15 @@ def _select(
     return sql + "\nORDER BY " + ", ".join(keys)
 
 
+def _numbers_join(first: _OrderKey, ascending: bool) -> str:
+    """The join of a metric first order key that keeps the runs with a number, in the order
+    its index walks: numbers then NaN ascending (one walk); numbers only descending
+    (PostgreSQL sorts NaN above every number, MLflow after them)."""
+    value = f"{first.alias}.latest_value"
+    kept = f"{value} IS NOT NULL" if ascending else f"{value} < 'NaN'::float8"
+    return f"JOIN {first.table} {first.alias} ON {first.on} AND {kept}"
+
+
 def _metric_first(
     first: _OrderKey,
     ascending: bool,
@@ -330,16 +358,12 @@ def _metric_first(
     joins = [k.left_join for k in rest if k.table]
     rest_keys = [key for k in rest for key in k.keys] + list(ties)
     value = f"{first.alias}.latest_value"
-    present = f"JOIN {first.table} {first.alias} ON {first.on}"
+    numbers = [_numbers_join(first, ascending), *joins]
     parts: list[tuple[list[str], list[str], list[str]]] = []  # joins, where, keys
-    if ascending:  # numbers then NaN: one walk
-        numbers = [f"{present} AND {value} IS NOT NULL", *joins]
-        parts.append((numbers, [*where], [f"{value} ASC", *rest_keys]))
-    else:
-        numbers = [f"{present} AND {value} < 'NaN'::float8", *joins]
-        parts.append((numbers, [*where], [f"{value} DESC", *rest_keys]))
-        nans = [f"{present} AND {value} = 'NaN'::float8", *joins]
-        parts.append((nans, [*where], rest_keys))
+    parts.append((numbers, [*where], [f"{value} {'ASC' if ascending else 'DESC'}", *rest_keys]))
+    if not ascending:  # (ascending, the numbers part holds NaN too)
+        nans = [f"JOIN {first.table} {first.alias} ON {first.on} AND {value} = 'NaN'::float8"]
+        parts.append(([*nans, *joins], [*where], rest_keys))
     missing = (
         f"NOT EXISTS (SELECT 1 FROM {first.table} {first.alias}"
         f" WHERE {first.on} AND {value} IS NOT NULL)"
@@ -370,8 +394,26 @@ def _metric_first(
     return sql
 
 
+class Plan(enum.Enum):
+    """How ``runs_query`` orders the runs when a metric is the first order key (``walks``).
+
+    ``SMALL``: for small experiments, whatever the order: each filter reads its matching rows
+    once into a hash (``_Scope.has``), then one sort; no join order to plan, no probe per run.
+    ``SORT``: one statement that sorts every matching run, filters as ``EXISTS``.
+    ``NUMBERS``: only the runs whose value is a number (with NaN too when
+    ascending), walking the metric's index and stopping early; it is the whole page whenever
+    it finds ``offset + limit`` rows. ``WALK``: ``_metric_first``'s three parts, right for any
+    page, but planning three joins costs ~2 ms more than ``NUMBERS`` (docs/search.md).
+    """
+
+    SMALL = "small"
+    SORT = "sort"
+    NUMBERS = "numbers"
+    WALK = "walk"
+
+
 def walks(order_by: Sequence[sf.OrderBy], limit: int | None) -> bool:
-    """Whether ``runs_query`` (with ``walk``) pages by walking a metric's index."""
+    """Whether ``runs_query`` can page by walking a metric's index (``Plan``)."""
     return limit is not None and bool(order_by) and order_by[0].entity == sf.METRIC
 
 
@@ -383,15 +425,15 @@ def runs_query(
     order_by: Sequence[sf.OrderBy] = (),
     offset: int = 0,
     limit: int | None = None,
-    walk: bool = True,
+    plan: Plan = Plan.WALK,
 ) -> Query:
     """Run ids matching ``filters`` in the experiments and stages, in MLflow's order.
 
-    ``walk=False``: a metric first order key is one sort, not the index walk of
-    ``_metric_first`` (which plans ~2 ms longer, for small experiments a loss).
+    ``Plan.NUMBERS`` and ``Plan.WALK`` apply only where ``walks`` (else they are ``SORT``);
+    ``NUMBERS`` may return fewer rows than the page holds (then ask again with ``WALK``).
     """
     arg = Args()
-    scope = _scope(experiment_ids, arg)
+    scope = _scope(experiment_ids, arg, hashed=plan is Plan.SMALL)
     where = [scope.on("r.experiment_id")]
     if len(stages) == 1:
         where.append(f"r.lifecycle_stage = {arg(stages[0], '::text')}")
@@ -400,14 +442,18 @@ def runs_query(
     where.extend(_run_condition(comp, arg, scope) for comp in filters)
     keys = [_order_key(n, item, arg, scope) for n, item in enumerate(order_by, 1)]
     ties = _tie_keys(order_by)
-    if walk and limit is not None and walks(order_by, limit):
-        sql = _metric_first(
-            keys[0], order_by[0].ascending, keys[1:], ties, where, offset, limit, arg
-        )
-        return Query(sql, tuple(arg.values))
-    sql = _select(
-        [k.left_join for k in keys if k.table], where, [s for k in keys for s in k.keys] + ties
-    )
+    joins = [k.left_join for k in keys if k.table]
+    sort_keys = [s for k in keys for s in k.keys] + ties
+    if limit is not None and walks(order_by, limit):
+        first, ascending = keys[0], order_by[0].ascending
+        if plan is Plan.WALK:
+            sql = _metric_first(first, ascending, keys[1:], ties, where, offset, limit, arg)
+            return Query(sql, tuple(arg.values))
+        if plan is Plan.NUMBERS:
+            joins[0] = _numbers_join(first, ascending)
+            value = f"{first.alias}.latest_value"
+            sort_keys = [f"{value} {'ASC' if ascending else 'DESC'}", *sort_keys[len(first.keys) :]]
+    sql = _select(joins, where, sort_keys)
     if limit is not None:
         sql += f"\nLIMIT {arg(limit, '::int8')}"
     if offset:

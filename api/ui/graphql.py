@@ -27,6 +27,7 @@ from runstream.api.mlflow import messages as rq
 from runstream.api.mlflow.history import metrics_json, sample
 from runstream.api.mlflow.metrics import load_points
 from runstream.api.mlflow.runs import search_run_rows
+from runstream.api.mlflow.search_store import SEARCH_STORE
 from runstream.api.reads import run_not_found
 from runstream.resources import PG_POOL, SETTINGS
 from runstream.schemas.errors import InvalidParameterValue, RunstreamError
@@ -244,8 +245,9 @@ async def search_runs(
     info: graphql.GraphQLResolveInfo, input: Mapping[str, Any] | None = None
 ) -> views.JsonDict:
     req = rq.parse_search_runs(input_fields(input))
-    run_ids, rows, token = await search_run_rows(_pool(info), req, visibility_of(info.context))
-    runs = [views.run_row_to_json(rows[run_id]) for run_id in run_ids if run_id in rows]
+    store = info.context.app[SEARCH_STORE]
+    rows, token = await search_run_rows(store, req, visibility_of(info.context))
+    runs = [views.run_row_to_json(row) for row in rows]
     return {"runs": await _with_experiments(info, runs), "next_page_token": token or None}
 
 

@@ -18,6 +18,7 @@ import msgpack
 import pytest
 from aiohttp.test_utils import TestServer
 
+from runstream.api.mlflow.search_store import SEARCH_STORE
 from runstream.resources import PG_POOL
 from runstream.server import build_app
 from runstream.settings import Settings
@@ -471,5 +472,37 @@ async def test_readers_holding_every_api_connection_do_not_stall_the_projector(
         finally:
             await conn.close()
         assert count == 3
+    finally:
+        await test_server.close()
+
+
+async def test_searches_holding_every_search_connection_do_not_stall_point_reads(
+    settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    app = build_app(settings.replace(search_pool_max=1))
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        url = str(test_server.make_url("")).rstrip("/")
+        status, body, _ = await call(http, "POST", f"{url}{MLFLOW}/runs/create", json={})
+        assert status == 200, body
+        run_id = body["run"]["info"]["run_id"]
+        store = app[SEARCH_STORE]
+        searching = await store.pool.acquire()  # the one search connection of the process
+        try:
+            # The search sessions carry the planner settings, without a SET per search.
+            assert await searching.fetchval("SHOW enable_memoize") == "off"
+            assert await searching.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+            status, body, _ = await call(
+                http, "GET", f"{url}{MLFLOW}/runs/get", params={"run_id": run_id}
+            )
+            assert status == 200, body
+        finally:
+            await store.pool.release(searching)
+        status, body, _ = await call(
+            http, "POST", f"{url}{MLFLOW}/runs/search", json={"experiment_ids": ["0"]}
+        )
+        assert status == 200, body
+        assert [r["info"]["run_id"] for r in body["runs"]] == [run_id]
     finally:
         await test_server.close()

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from runstream.api import queries
 from runstream.api.mlflow import pagination, search
 from runstream.api.mlflow.search import search_experiments, search_runs
 from runstream.schemas.errors import InvalidParameterValue
@@ -281,6 +282,42 @@ async def test_random_runs_page_without_gaps(conn: asyncpg.Connection) -> None:
         conn, experiment_ids=["1"], filter_string="params.p = '2'", order_by=["metrics.m DESC"]
     )
     assert found == expected
+
+
+async def test_search_run_rows_are_the_runs_of_the_ids_in_order(
+    seeded: asyncpg.Connection,
+) -> None:
+    for kw in (
+        {"order_by": ["metrics.acc DESC"], "max_results": 2},
+        {"order_by": ["metrics.loss ASC"], "filter_string": "params.lr = '0.1'"},
+        {"order_by": ["params.model DESC"], "run_view_type": "ALL"},
+        {"experiment_ids": ["1", "2"], "max_results": 3},
+    ):
+        kw.setdefault("experiment_ids", ["1"])
+        found, token = await search_runs(seeded, **kw)
+        rows, row_token = await search.search_run_rows(seeded, **kw)
+        assert [r["run_id"] for r in rows] == found and row_token == token
+        expected = [await queries.run(seeded, run_id) for run_id in found]
+        assert repr([dict(r) for r in rows]) == repr([dict(r) for r in expected if r])  # NaN
+
+
+@pytest.mark.parametrize("remembered", [True, False])
+async def test_a_stale_size_answer_changes_no_result(
+    seeded: asyncpg.Connection, remembered: bool
+) -> None:
+    """``ExperimentSizes`` remembers whether experiments are small for a while; a wrong answer
+    picks the other plan, and both plans answer alike."""
+    sizes = search.ExperimentSizes()
+    sizes._small[((1,), ("active",))] = remembered
+    for order in (["metrics.acc DESC"], ["metrics.loss ASC"]):
+        for max_results in (1, 2, 3, 10):
+            expected = await search_runs(
+                seeded, experiment_ids=["1"], order_by=order, max_results=max_results
+            )
+            got = await search_runs(
+                seeded, experiment_ids=["1"], order_by=order, max_results=max_results, sizes=sizes
+            )
+            assert got == expected
 
 
 async def test_long_param_values_are_stored_and_found(conn: asyncpg.Connection) -> None:

@@ -1,0 +1,44 @@
+"""The connections that search runs, and what they remember between searches.
+
+Searches get a pool of their own: its sessions carry the planner settings a search wants
+(``search.SEARCH_SESSION``) without a transaction and ``SET LOCAL`` around every search (two
+round trips), and they cannot take the connections of the point reads, nor more than
+``search_pool_max`` at once per process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from runstream.api.mlflow.search import SEARCH_SESSION, ExperimentSizes
+from runstream.resources import create_pg_pool
+from runstream.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SearchStore:
+    pool: asyncpg.Pool
+    sizes: ExperimentSizes
+
+
+SEARCH_STORE = web.AppKey("search_store", SearchStore)
+
+
+def use_search_store(app: web.Application, settings: Settings) -> None:
+    """Make ``app[SEARCH_STORE]`` exist while the app runs (once per app: ``api.app.setup``)."""
+
+    async def search_store_ctx(app: web.Application) -> AsyncIterator[None]:
+        pool = await create_pg_pool(
+            settings, session=SEARCH_SESSION, max_size=settings.search_pool_max
+        )
+        app[SEARCH_STORE] = SearchStore(pool, ExperimentSizes())
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app.cleanup_ctx.append(search_store_ctx)
