@@ -129,7 +129,7 @@ async def search_run_rows(
     if visible is not None:
         allowed = tuple(e for e in req.experiment_ids if visible.allows(e.strip()))
         req = dataclasses.replace(req, experiment_ids=allowed)
-    async with store.pool.acquire() as conn:
+    async with store.connection() as conn:
         return await search.search_run_rows(
             conn,
             experiment_ids=req.experiment_ids,

@@ -3,11 +3,13 @@
 Searches get a pool of their own: its sessions carry the planner settings a search wants
 (``search.SEARCH_SESSION``) without a transaction and ``SET LOCAL`` around every search (two
 round trips), and they cannot take the connections of the point reads, nor more than
-``search_pool_max`` at once per process.
+``search_pool_max`` at once per process. A search waits for a connection at most as long as
+it may run (``statement_timeout``); past that it is refused with 503 and Retry-After.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,6 +18,7 @@ from aiohttp import web
 
 from runstream.api.mlflow.search import SEARCH_SESSION, ExperimentSizes
 from runstream.resources import create_pg_pool
+from runstream.schemas.errors import TemporarilyUnavailable
 from runstream.settings import Settings
 
 
@@ -23,6 +26,24 @@ from runstream.settings import Settings
 class SearchStore:
     pool: asyncpg.Pool
     sizes: ExperimentSizes
+    wait: float | None
+    """Longest wait for a connection, in seconds (None: no limit)."""
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A search connection; ``TemporarilyUnavailable`` (503) when every one stays busy
+        past ``wait``."""
+        try:
+            conn = await self.pool.acquire(timeout=self.wait)
+        except TimeoutError:
+            raise TemporarilyUnavailable(
+                f"Every search connection of this process stayed busy for {self.wait:g}s",
+                retry_after=1.0,
+            ) from None
+        try:
+            yield conn
+        finally:
+            await self.pool.release(conn)
 
 
 SEARCH_STORE = web.AppKey("search_store", SearchStore)
@@ -35,7 +56,8 @@ def use_search_store(app: web.Application, settings: Settings) -> None:
         pool = await create_pg_pool(
             settings, session=SEARCH_SESSION, max_size=settings.search_pool_max
         )
-        app[SEARCH_STORE] = SearchStore(pool, ExperimentSizes())
+        wait = settings.statement_timeout if settings.statement_timeout > 0 else None
+        app[SEARCH_STORE] = SearchStore(pool, ExperimentSizes(), wait)
         try:
             yield
         finally:

@@ -506,3 +506,31 @@ async def test_searches_holding_every_search_connection_do_not_stall_point_reads
         assert [r["info"]["run_id"] for r in body["runs"]] == [run_id]
     finally:
         await test_server.close()
+
+
+async def test_a_search_waits_for_a_search_connection_only_as_long_as_it_may_run(
+    settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    app = build_app(settings.replace(search_pool_max=1, statement_timeout=0.5))
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        url = str(test_server.make_url("")).rstrip("/")
+        store = app[SEARCH_STORE]
+        searching = await store.pool.acquire()
+        try:
+            status, body, headers = await call(
+                http, "POST", f"{url}{MLFLOW}/runs/search", json={"experiment_ids": ["0"]}
+            )
+        finally:
+            await store.pool.release(searching)
+        assert status == 503, body
+        assert body["error_code"] == "TEMPORARILY_UNAVAILABLE"
+        assert "stayed busy for 0.5s" in body["message"]
+        assert headers["Retry-After"] == "1"
+        status, body, _ = await call(
+            http, "POST", f"{url}{MLFLOW}/runs/search", json={"experiment_ids": ["0"]}
+        )
+        assert status == 200, body
+    finally:
+        await test_server.close()
