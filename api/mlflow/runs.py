@@ -130,16 +130,7 @@ async def search_run_rows(
         allowed = tuple(e for e in req.experiment_ids if visible.allows(e.strip()))
         req = dataclasses.replace(req, experiment_ids=allowed)
     async with store.connection() as conn:
-        return await search.search_run_rows(
-            conn,
-            experiment_ids=req.experiment_ids,
-            filter_string=req.filter_string,
-            run_view_type=req.run_view_type,
-            max_results=req.max_results,
-            order_by=req.order_by,
-            page_token=req.page_token,
-            sizes=store.sizes,
-        )
+        return await search.search_run_rows(conn, req, sizes=store.sizes)
 
 
 async def search_runs(request: web.Request) -> web.Response:

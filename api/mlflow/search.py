@@ -14,6 +14,7 @@ import asyncpg
 from cachetools import TTLCache
 
 from runstream.api import queries
+from runstream.api.mlflow import messages as rq
 from runstream.api.mlflow import pagination
 from runstream.api.mlflow import search_filter as sf
 from runstream.api.mlflow import search_sql as sq
@@ -102,21 +103,13 @@ async def search_runs(
 
 
 async def search_run_rows(
-    conn: asyncpg.Connection,
-    *,
-    experiment_ids: Sequence[str],
-    filter_string: str = "",
-    run_view_type: str = "ACTIVE_ONLY",
-    max_results: int | None = c.SEARCH_MAX_RESULTS_DEFAULT,
-    order_by: Sequence[str] = (),
-    page_token: str | None = None,
-    sizes: ExperimentSizes | None = None,
+    conn: asyncpg.Connection, req: rq.SearchRuns, *, sizes: ExperimentSizes | None = None
 ) -> tuple[list[asyncpg.Record], str | None]:
-    """As :func:`search_runs`, with each run's row (``queries.run``'s columns) in place of its
-    id, read by the search's own statement."""
+    """As :func:`search_runs` for a parsed request, with each run's row (``queries.run``'s
+    columns) in place of its id, read by the search's own statement."""
     return await _search(
-        conn, experiment_ids, filter_string, run_view_type, max_results, order_by, page_token,
-        sizes, with_rows=True,
+        conn, req.experiment_ids, req.filter_string, req.run_view_type, req.max_results,
+        req.order_by, req.page_token, sizes, with_rows=True,
     )  # fmt: skip
 
 

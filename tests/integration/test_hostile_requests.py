@@ -6,6 +6,7 @@ The app ``runstream server`` runs, on a real port, with real PostgreSQL and Redi
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import aiohttp
 import asyncpg
 import msgpack
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from runstream.api.mlflow.search_store import SEARCH_STORE
@@ -38,6 +40,17 @@ async def call(
         except ValueError:
             body = text
         return resp.status, body, resp.headers
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a test server for the block; its base URL."""
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        yield str(test_server.make_url("")).rstrip("/")
+    finally:
+        await test_server.close()
 
 
 @pytest.fixture
@@ -339,10 +352,7 @@ async def test_stopped_redis_is_503_with_retry_after(
         dead = s.getsockname()[1]
     down = settings.replace(redis_url=f"redis://127.0.0.1:{dead}/0", run_projector=False)
     app = build_app(down, ("ingest", "api"))
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        url = str(test_server.make_url("")).rstrip("/")
+    async with serving(app) as url:
         for method, path, kw in (
             ("GET", f"{MLFLOW}/runs/get?run_id={'a' * 32}", {}),
             ("POST", f"{MLFLOW}/runs/create", {"json": {}}),
@@ -351,8 +361,6 @@ async def test_stopped_redis_is_503_with_retry_after(
             status, body, headers = await call(http, method, url + path, **kw)
             assert status == 503, (path, status, body)
             assert headers.get("Retry-After"), path
-    finally:
-        await test_server.close()
 
 
 # -- browser safety -------------------------------------------------------------------------------
@@ -441,10 +449,7 @@ async def test_readers_holding_every_api_connection_do_not_stall_the_projector(
     settings: Settings, http: aiohttp.ClientSession, database_url: str
 ) -> None:
     app = build_app(settings.replace(db_pool_min=1, db_pool_max=2))
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        url = str(test_server.make_url("")).rstrip("/")
+    async with serving(app) as url:
         status, body, _ = await call(http, "POST", f"{url}{MLFLOW}/runs/create", json={})
         assert status == 200, body
         run_id = body["run"]["info"]["run_id"]
@@ -472,18 +477,13 @@ async def test_readers_holding_every_api_connection_do_not_stall_the_projector(
         finally:
             await conn.close()
         assert count == 3
-    finally:
-        await test_server.close()
 
 
 async def test_searches_holding_every_search_connection_do_not_stall_point_reads(
     settings: Settings, http: aiohttp.ClientSession
 ) -> None:
     app = build_app(settings.replace(search_pool_max=1))
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        url = str(test_server.make_url("")).rstrip("/")
+    async with serving(app) as url:
         status, body, _ = await call(http, "POST", f"{url}{MLFLOW}/runs/create", json={})
         assert status == 200, body
         run_id = body["run"]["info"]["run_id"]
@@ -504,18 +504,13 @@ async def test_searches_holding_every_search_connection_do_not_stall_point_reads
         )
         assert status == 200, body
         assert [r["info"]["run_id"] for r in body["runs"]] == [run_id]
-    finally:
-        await test_server.close()
 
 
 async def test_a_search_waits_for_a_search_connection_only_as_long_as_it_may_run(
     settings: Settings, http: aiohttp.ClientSession
 ) -> None:
     app = build_app(settings.replace(search_pool_max=1, statement_timeout=0.5))
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    try:
-        url = str(test_server.make_url("")).rstrip("/")
+    async with serving(app) as url:
         store = app[SEARCH_STORE]
         searching = await store.pool.acquire()
         try:
@@ -532,5 +527,3 @@ async def test_a_search_waits_for_a_search_connection_only_as_long_as_it_may_run
             http, "POST", f"{url}{MLFLOW}/runs/search", json={"experiment_ids": ["0"]}
         )
         assert status == 200, body
-    finally:
-        await test_server.close()

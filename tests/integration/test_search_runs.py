@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from runstream.api import queries
+from runstream.api.mlflow import messages as rq
 from runstream.api.mlflow import pagination, search
 from runstream.api.mlflow.search import search_experiments, search_runs
 from runstream.schemas.errors import InvalidParameterValue
@@ -295,7 +296,15 @@ async def test_search_run_rows_are_the_runs_of_the_ids_in_order(
     ):
         kw.setdefault("experiment_ids", ["1"])
         found, token = await search_runs(seeded, **kw)
-        rows, row_token = await search.search_run_rows(seeded, **kw)
+        req = rq.SearchRuns(
+            experiment_ids=tuple(kw["experiment_ids"]),
+            filter_string=kw.get("filter_string", ""),
+            run_view_type=kw.get("run_view_type", "ACTIVE_ONLY"),
+            max_results=kw.get("max_results", 1000),
+            order_by=tuple(kw.get("order_by", ())),
+            page_token=None,
+        )
+        rows, row_token = await search.search_run_rows(seeded, req)
         assert [r["run_id"] for r in rows] == found and row_token == token
         expected = [await queries.run(seeded, run_id) for run_id in found]
         assert repr([dict(r) for r in rows]) == repr([dict(r) for r in expected if r])  # NaN
