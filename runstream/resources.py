@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -33,13 +33,14 @@ async def create_pg_pool(
     projector: bool = False,
     session: Mapping[str, str] | None = None,
     max_size: int | None = None,
+    init: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
     """The pool of the request handlers (``statement_timeout`` bounds every query), or with
     ``projector`` the projector's own: its transactions are not cut short, and readers can
     never take its connections (issue 14: one pool let slow searches starve ingestion).
 
     ``session``: more settings of every connection (the search pool's planner settings);
-    ``max_size`` overrides the settings' pool size."""
+    ``max_size`` overrides the settings' pool size; ``init`` runs on each new connection."""
     if not settings.database_url:
         raise RuntimeError("settings.database_url is not set (start the embedded stores first)")
     server_settings = dict(session or {})
@@ -56,6 +57,7 @@ async def create_pg_pool(
         statement_cache_size=256,
         server_settings=server_settings,
         reset=keep_session,
+        init=init,
     )
     assert pool is not None
     return pool

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from runstream.api.mlflow.search_store import SEARCH_STORE
+from runstream.projector.migrations import migrate_dsn
 from runstream.resources import PG_POOL
 from runstream.server import build_app
 from runstream.settings import Settings
+from tests.conftest import create_database, drop_test_database, with_database
 
 MLFLOW = "/api/2.0/mlflow"
 NATIVE = "/api/runstream/v1"
@@ -527,3 +530,23 @@ async def test_a_search_waits_for_a_search_connection_only_as_long_as_it_may_run
             http, "POST", f"{url}{MLFLOW}/runs/search", json={"experiment_ids": ["0"]}
         )
         assert status == 200, body
+
+
+async def test_an_api_started_before_the_migrations_searches_once_they_ran(
+    settings: Settings, http: aiohttp.ClientSession, pg_admin_url: str
+) -> None:
+    """The search pool warms each new connection with a search; on a database the projector
+    has not migrated yet that finds no tables, and must not keep the api from starting."""
+    name = f"rs_test_{uuid.uuid4().hex[:16]}"
+    await create_database(pg_admin_url, name)  # empty: no template, no migrations
+    try:
+        empty = settings.replace(database_url=with_database(pg_admin_url, name))
+        async with serving(build_app(empty, ("api",))) as url:
+            await migrate_dsn(empty.database_url)
+            status, body, _ = await call(
+                http, "POST", f"{url}{MLFLOW}/runs/search", json={"experiment_ids": ["0"]}
+            )
+            assert status == 200, body
+            assert body == {}
+    finally:
+        await drop_test_database(pg_admin_url, name)
