@@ -40,7 +40,8 @@ async def create_pg_pool(
     never take its connections (issue 14: one pool let slow searches starve ingestion).
 
     ``session``: more settings of every connection (the search pool's planner settings);
-    ``max_size`` overrides the settings' pool size; ``init`` runs on each new connection."""
+    ``max_size`` overrides the settings' pool size; ``init`` runs on each new connection
+    (default for the request handlers: ``warm_record_codecs``)."""
     if not settings.database_url:
         raise RuntimeError("settings.database_url is not set (start the embedded stores first)")
     server_settings = dict(session or {})
@@ -48,6 +49,8 @@ async def create_pg_pool(
         server_settings["statement_timeout"] = str(int(settings.statement_timeout * 1000))
     if max_size is None:
         max_size = settings.projector_pool_max if projector else settings.db_pool_max
+    if init is None and not projector:
+        init = warm_record_codecs
     pool = await asyncpg.create_pool(
         settings.database_url,
         min_size=1 if projector else min(settings.db_pool_min, max_size),
@@ -61,6 +64,17 @@ async def create_pg_pool(
     )
     assert pool is not None
     return pool
+
+
+async def warm_record_codecs(conn: asyncpg.Connection) -> None:
+    """Have asyncpg learn how to decode arrays of anonymous records before the first read.
+
+    Every run read returns its params, tags and metrics as such arrays, and asyncpg learns
+    their codec with a catalog query of its own, once per connection: the first ``get_run``
+    on a new connection took 15-17 ms against 4 ms after this (0.8 ms for the next ones). It
+    reads no table, so it works before the database is migrated.
+    """
+    await conn.fetch("SELECT ARRAY(SELECT ('', 0.0::float8))")
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:
