@@ -1,4 +1,5 @@
-"""What ``runstream server`` checks before it starts anything: its port and its data folder.
+"""What ``runstream server`` checks before it starts anything: its port and its data folder;
+and, once PostgreSQL answers, whether its pools fit in PostgreSQL's connection limit.
 
 Starting the embedded stores takes seconds and a failed start leaves a confusing trail (a
 PostgreSQL log, a half-started Valkey), so a port in use or a data folder that another server
@@ -12,11 +13,16 @@ file carries the holder's pid so the refusal can name it.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+
+from runstream.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 LOCK_FILE = "runstream.lock"
 
@@ -119,3 +125,42 @@ def _read_pid(fd: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def connection_budget(settings: Settings, http_processes: int, projector: bool) -> int:
+    """The most PostgreSQL connections the server's pools may open at once: the request and
+    search pools of each HTTP process, and the projector's own."""
+    per_process = settings.db_pool_max + settings.search_pool_max
+    return http_processes * per_process + (settings.projector_pool_max if projector else 0)
+
+
+async def warn_if_over_connection_budget(
+    settings: Settings, http_processes: int, projector: bool
+) -> None:
+    """Log a warning when the pools may open more connections than PostgreSQL accepts.
+
+    Pools grow only under load, so a server over the budget starts and works until a busy
+    moment, when a new connection is refused; saying so at start-up names the settings to
+    change instead. Other clients of the database count against the same limit.
+    """
+    import asyncpg  # a server dependency; this module is also the CLI's
+
+    budget = connection_budget(settings, http_processes, projector)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        allowed = await conn.fetchval(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+        )
+    finally:
+        await conn.close()
+    if budget > allowed:
+        logger.warning(
+            "the connection pools may open %d PostgreSQL connections (%d HTTP processes x"
+            " (RUNSTREAM_DB_POOL_MAX %d + RUNSTREAM_SEARCH_POOL_MAX %d)%s), more than the %d"
+            " PostgreSQL accepts: lower those or RUNSTREAM_WORKERS, or raise max_connections",
+            budget, http_processes, settings.db_pool_max, settings.search_pool_max,
+            f" + RUNSTREAM_PROJECTOR_POOL_MAX {settings.projector_pool_max}" if projector else "",
+            allowed,
+            extra={"action": "preflight"},
+        )  # fmt: skip

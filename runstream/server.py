@@ -37,7 +37,7 @@ from runstream.connections import GuardedAppRunner
 from runstream.embedded import EmbeddedStores
 from runstream.loop import run_loop
 from runstream.metrics_http import add_metrics_route, latency_middleware
-from runstream.preflight import DataDirLock, check_port_free
+from runstream.preflight import DataDirLock, check_port_free, warn_if_over_connection_budget
 from runstream.projector.migrations import migrate_dsn
 from runstream.resources import use_stores
 from runstream.settings import Settings
@@ -163,6 +163,7 @@ def _run(
         return run_loop(_serve(settings, parts, stores, out))
     assert settings.database_url
     asyncio.run(_migrate(settings.database_url))
+    asyncio.run(warn_if_over_connection_budget(settings, count, "projector" in parts))
     if settings.auth == "basic":
         from runstream.auth.app import bootstrap_admin_once
 
@@ -212,6 +213,9 @@ async def _serve(
     assert settings.database_url and settings.redis_url
     if migrate:
         await _migrate(settings.database_url)
+        await warn_if_over_connection_budget(
+            settings, 1 if http_parts(parts) else 0, "projector" in parts
+        )
     app = build_app(settings, parts)
     stop = asyncio.Event()
     outcome = _Outcome()

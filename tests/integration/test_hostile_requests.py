@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from runstream.api.mlflow.search_store import SEARCH_STORE
+from runstream.preflight import warn_if_over_connection_budget
 from runstream.projector.migrations import migrate_dsn
 from runstream.resources import PG_POOL
 from runstream.server import build_app
@@ -550,3 +552,15 @@ async def test_an_api_started_before_the_migrations_searches_once_they_ran(
             assert body == {}
     finally:
         await drop_test_database(pg_admin_url, name)
+
+
+async def test_pools_larger_than_postgresql_accepts_are_named_at_start_up(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="runstream.preflight")
+    await warn_if_over_connection_budget(settings, 2, projector=True)
+    assert not caplog.records  # 2 x (10 + 4) + 4 fit in PostgreSQL's default 100
+    await warn_if_over_connection_budget(settings.replace(db_pool_max=1_000), 2, projector=True)
+    (record,) = caplog.records
+    assert "may open 2012 PostgreSQL connections" in record.getMessage()
+    assert "RUNSTREAM_DB_POOL_MAX 1000" in record.getMessage()

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from runstream.preflight import LOCK_FILE, DataDirLock, PreflightError, check_port_free
+from runstream.preflight import (
+    LOCK_FILE,
+    DataDirLock,
+    PreflightError,
+    check_port_free,
+    connection_budget,
+)
+from runstream.settings import Settings
 
 
 def test_a_free_port_passes_and_a_listening_one_is_refused() -> None:
@@ -93,3 +100,10 @@ def test_one_off_commands_on_embedded_stores_respect_the_lock(
         assert cli.main([command, "--data-dir", str(tmp_path)], environ={}) == 2
     assert f"process {os.getpid()}" in capsys.readouterr().err
     assert not (tmp_path / "postgres").exists()  # refused before PostgreSQL was started
+
+
+def test_the_connection_budget_counts_every_pool_that_may_grow() -> None:
+    settings = Settings(db_pool_max=10, search_pool_max=4, projector_pool_max=4)
+    assert connection_budget(settings, 1, projector=True) == 18
+    assert connection_budget(settings, 8, projector=True) == 8 * 14 + 4
+    assert connection_budget(settings, 2, projector=False) == 28
