@@ -86,12 +86,6 @@ async def run(db: Executor, run_id: str) -> Row | None:
     return row
 
 
-async def runs_by_ids(db: Executor, run_ids: Sequence[str]) -> list[Row]:
-    """Runs as :func:`run` returns them, in no particular order (callers reorder)."""
-    rows: list[Row] = await db.fetch(_RUN + "WHERE r.run_id = ANY($1::text[])", list(run_ids))
-    return rows
-
-
 def runs_in_order(run_ids_sql: str) -> str:
     """The runs (as :func:`run` returns them) whose ids ``run_ids_sql`` selects, in its order:
     a search and its page of runs in one round trip and one statement."""

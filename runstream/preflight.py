@@ -16,6 +16,7 @@ import errno
 import logging
 import os
 import socket
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -127,17 +128,23 @@ def _read_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def connection_budget(settings: Settings, http_processes: int, projector: bool) -> int:
-    """The most PostgreSQL connections the server's pools may open at once: the request and
-    search pools of each HTTP process, and the projector's own."""
-    per_process = settings.db_pool_max + settings.search_pool_max
-    return http_processes * per_process + (settings.projector_pool_max if projector else 0)
+def connection_budget(settings: Settings, processes: Sequence[Collection[str]]) -> int:
+    """The most PostgreSQL connections the server's pools may open at once, given the parts
+    each of its processes serves: every process has the request handlers' pool, one serving
+    the api also the search pool, one running the projector also the projector's."""
+    return sum(
+        settings.db_pool_max
+        + (settings.search_pool_max if "api" in parts else 0)
+        + (settings.projector_pool_max if "projector" in parts else 0)
+        for parts in processes
+    )
 
 
 async def warn_if_over_connection_budget(
-    settings: Settings, http_processes: int, projector: bool
+    settings: Settings, processes: Sequence[Collection[str]]
 ) -> None:
-    """Log a warning when the pools may open more connections than PostgreSQL accepts.
+    """Log a warning when the pools of ``processes`` (the parts each serves) may open more
+    connections than PostgreSQL accepts.
 
     Pools grow only under load, so a server over the budget starts and works until a busy
     moment, when a new connection is refused; saying so at start-up names the settings to
@@ -145,7 +152,7 @@ async def warn_if_over_connection_budget(
     """
     import asyncpg  # a server dependency; this module is also the CLI's
 
-    budget = connection_budget(settings, http_processes, projector)
+    budget = connection_budget(settings, processes)
     conn = await asyncpg.connect(settings.database_url)
     try:
         allowed = await conn.fetchval(
@@ -156,11 +163,11 @@ async def warn_if_over_connection_budget(
         await conn.close()
     if budget > allowed:
         logger.warning(
-            "the connection pools may open %d PostgreSQL connections (%d HTTP processes x"
-            " (RUNSTREAM_DB_POOL_MAX %d + RUNSTREAM_SEARCH_POOL_MAX %d)%s), more than the %d"
-            " PostgreSQL accepts: lower those or RUNSTREAM_WORKERS, or raise max_connections",
-            budget, http_processes, settings.db_pool_max, settings.search_pool_max,
-            f" + RUNSTREAM_PROJECTOR_POOL_MAX {settings.projector_pool_max}" if projector else "",
-            allowed,
+            "the connection pools of %d processes may open %d PostgreSQL connections"
+            " (RUNSTREAM_DB_POOL_MAX %d each, RUNSTREAM_SEARCH_POOL_MAX %d per api process,"
+            " RUNSTREAM_PROJECTOR_POOL_MAX %d for the projector), more than the %d PostgreSQL"
+            " accepts: lower those or RUNSTREAM_WORKERS, or raise max_connections",
+            len(processes), budget, settings.db_pool_max, settings.search_pool_max,
+            settings.projector_pool_max, allowed,
             extra={"action": "preflight"},
         )  # fmt: skip

@@ -163,7 +163,9 @@ def _run(
         return run_loop(_serve(settings, parts, stores, out))
     assert settings.database_url
     asyncio.run(_migrate(settings.database_url))
-    asyncio.run(warn_if_over_connection_budget(settings, count, "projector" in parts))
+    own = tuple(p for p in parts if p not in served)
+    processes = [served] * count + ([own] if own else [])
+    asyncio.run(warn_if_over_connection_budget(settings, processes))
     if settings.auth == "basic":
         from runstream.auth.app import bootstrap_admin_once
 
@@ -172,7 +174,6 @@ def _run(
     reserved = reserve_port(settings.host, settings.port)
     with telemetry.multiprocess_metrics():
         workers = WorkerSet(settings.replace(workers=1), served, count, serve_worker)
-        own = tuple(p for p in parts if p not in served)
         try:
             workers.start()
             return run_loop(_serve(settings, own, stores, out, workers=workers, migrate=False))
@@ -213,9 +214,7 @@ async def _serve(
     assert settings.database_url and settings.redis_url
     if migrate:
         await _migrate(settings.database_url)
-        await warn_if_over_connection_budget(
-            settings, 1 if http_parts(parts) else 0, "projector" in parts
-        )
+        await warn_if_over_connection_budget(settings, [parts])
     app = build_app(settings, parts)
     stop = asyncio.Event()
     outcome = _Outcome()

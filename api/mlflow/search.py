@@ -2,8 +2,8 @@
 
 Parsing lives in ``search_filter``, SQL building in ``search_sql`` and page tokens in
 ``pagination``; this module validates the request the way MLflow's SQL store does, runs the
-query and makes the next page token. The REST handlers render what these return (runs by
-id, experiments from their rows).
+query and makes the next page token. The REST handlers render what these return (the runs'
+rows that ``search_run_rows`` reads with the search, experiments from their rows).
 """
 
 from __future__ import annotations

@@ -395,7 +395,7 @@ def _metric_first(
 
 
 class Plan(enum.Enum):
-    """How ``runs_query`` orders the runs when a metric is the first order key (``walks``).
+    """How ``runs_query`` finds and orders the runs (``search.py`` picks one per search).
 
     ``SMALL``: for small experiments, whatever the order: each filter reads its matching rows
     once into a hash (``_Scope.has``), then one sort; no join order to plan, no probe per run.

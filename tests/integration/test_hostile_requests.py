@@ -558,9 +558,10 @@ async def test_pools_larger_than_postgresql_accepts_are_named_at_start_up(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="runstream.preflight")
-    await warn_if_over_connection_budget(settings, 2, projector=True)
+    processes = [("ingest", "api", "projector"), ("ingest", "api")]
+    await warn_if_over_connection_budget(settings, processes)
     assert not caplog.records  # 2 x (10 + 4) + 4 fit in PostgreSQL's default 100
-    await warn_if_over_connection_budget(settings.replace(db_pool_max=1_000), 2, projector=True)
+    await warn_if_over_connection_budget(settings.replace(db_pool_max=1_000), processes)
     (record,) = caplog.records
     assert "may open 2012 PostgreSQL connections" in record.getMessage()
     assert "RUNSTREAM_DB_POOL_MAX 1000" in record.getMessage()

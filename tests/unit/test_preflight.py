@@ -104,6 +104,10 @@ def test_one_off_commands_on_embedded_stores_respect_the_lock(
 
 def test_the_connection_budget_counts_every_pool_that_may_grow() -> None:
     settings = Settings(db_pool_max=10, search_pool_max=4, projector_pool_max=4)
-    assert connection_budget(settings, 1, projector=True) == 18
-    assert connection_budget(settings, 8, projector=True) == 8 * 14 + 4
-    assert connection_budget(settings, 2, projector=False) == 28
+    everything = ("ingest", "api", "projector")
+    assert connection_budget(settings, [everything]) == 18
+    # --workers 8: eight HTTP processes, and the parent running the projector with its own
+    # request pool (compaction).
+    assert connection_budget(settings, [("ingest", "api")] * 8 + [("projector",)]) == 8 * 14 + 14
+    assert connection_budget(settings, [("api",), ("api",)]) == 28
+    assert connection_budget(settings, [("ingest",)]) == 10
