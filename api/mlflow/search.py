@@ -32,6 +32,11 @@ SEARCH_SESSION = {
     # Every join of a run search is on run_id, unique per candidate, so a Memoize node only
     # misses: it cost the 100,000-run walk ~3 ms of ~13 (docs/search.md).
     "enable_memoize": "off",
+    # A search is an index walk that stops at its page or a sort of one experiment's runs:
+    # starting parallel workers cost more than either (the 100,000-run walk took 60-80 ms with
+    # two workers, 19-23 ms without, docs/search.md), and on a shared server they take the
+    # cores that serve everyone else's requests.
+    "max_parallel_workers_per_gather": "0",
 }
 """Session settings of the connections that search (``search_store``): measurements in
 docs/search.md, "Planner settings"."""
