@@ -49,7 +49,7 @@ def setup_artifact_routes(app: web.Application, settings: Settings) -> None:
 
     app.cleanup_ctx.append(store_ctx)
     handlers = ArtifactHandlers(
-        max_json_bytes=settings.max_body_bytes,
+        max_json_bytes=settings.max_json_bytes,
         max_upload_bytes=settings.max_artifact_bytes,
         max_json_items=settings.max_json_items,
     )

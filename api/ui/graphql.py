@@ -289,7 +289,7 @@ async def graphql_endpoint(request: web.Request) -> web.Response:
         body: Any = dict(request.query)
     else:
         settings = request.app[SETTINGS]
-        body = await read_json_body(request, settings.max_body_bytes, settings.max_json_items)
+        body = await read_json_body(request, settings.max_json_bytes, settings.max_json_items)
     if not isinstance(body, dict):
         raise InvalidParameterValue("GraphQL request must be one JSON object (no batching).")
     query = body.get("query")

@@ -276,6 +276,30 @@ async def test_native_json_bodies_are_bounded_like_mlflows(
     assert status == 200 and "metrics" not in body["run"]["data"], body
 
 
+async def test_graphql_and_multipart_json_get_the_json_bounds(
+    server: str, http: aiohttp.ClientSession
+) -> None:
+    """``/graphql`` and the artifact multipart routes read JSON too: past ``max_json_bytes``
+    (under ``max_body_bytes``) or the item limit they are refused before parsing, as the
+    MLflow routes are."""
+    too_long = "x" * 100_001
+    too_many = [0] * 2_100
+    for url, payload in (
+        (f"{server}/graphql", {"query": "{ __typename }", "pad": too_long}),
+        (f"{server}/graphql", {"query": "{ __typename }", "pad": too_many}),
+        (
+            f"{server}/api/2.0/mlflow-artifacts/mpu/create/0/a.bin",
+            {"path": "a.bin", "pad": too_long},
+        ),
+        (
+            f"{server}/api/2.0/mlflow-artifacts/mpu/create/0/a.bin",
+            {"path": "a.bin", "pad": too_many},
+        ),
+    ):
+        status, body, _ = await call(http, "POST", url, json=payload)
+        assert status == 413 and body["error_code"] == "RESOURCE_EXHAUSTED", (url, body)
+
+
 async def test_the_auth_guard_parses_under_the_routes_bounds(
     settings: Settings, http: aiohttp.ClientSession
 ) -> None:
