@@ -57,6 +57,9 @@ MLFLOW_405_HTML = (
 CACHED_BODY = "runstream.body"
 """Request key of a body already read (the auth middleware reads JSON bodies to find the
 experiment or run a request names); ``read_body`` hands it to the handler."""
+PARSED_BODY = "runstream.parsed-body"
+"""Request key of a ``ParsedBody`` the auth middleware parsed; ``read_json_body`` hands it to
+the handler instead of parsing the same bytes again."""
 VISIBILITY = "runstream.visibility"
 """Request key of the caller's ``Visibility``; absent when auth is off or the caller is admin."""
 GATE = "runstream.gate"
@@ -186,9 +189,24 @@ def client_went_away(request: web.Request, exc: BaseException) -> bool:
     return transport is None or transport.is_closing()
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """A JSON body parsed once (by the auth middleware), with the item bound it was parsed
+    under: a route with a tighter bound parses again rather than take it."""
+
+    value: Any
+    max_items: int | None
+
+
 async def read_json_body(request: web.Request, max_bytes: int, max_items: int | None = None) -> Any:
     """Read and parse a JSON body, bounded in bytes and in items (``parse_json_body``)."""
-    return parse_json_body(await read_body(request, max_bytes), max_items)
+    body = await read_body(request, max_bytes)
+    parsed: ParsedBody | None = request.get(PARSED_BODY)
+    if parsed is not None and (
+        max_items is None or (parsed.max_items is not None and parsed.max_items <= max_items)
+    ):
+        return parsed.value
+    return parse_json_body(body, max_items)
 
 
 def parse_json_body(body: bytes, max_items: int | None = None) -> Any:

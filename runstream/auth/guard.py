@@ -36,8 +36,10 @@ from runstream.schemas.errors import InvalidParameterValue, PermissionDenied
 from runstream.web import (
     CACHED_BODY,
     GATE,
+    PARSED_BODY,
     VISIBILITY,
     Handler,
+    ParsedBody,
     Visibility,
     parse_json_body,
     read_body,
@@ -234,10 +236,16 @@ def _is_json(request: web.Request) -> bool:
 
 async def _json_body(request: web.Request, auth: Auth) -> Any:
     # The guard parses before the route does, so it applies the routes' JSON bounds: a looser
-    # limit here would let a body the route refuses hold the loop first.
+    # limit here would let a body the route refuses hold the loop first. Parsed once: the
+    # route and the after-hooks take the parsed value (``read_json_body``).
+    parsed: ParsedBody | None = request.get(PARSED_BODY)
+    if parsed is not None:
+        return parsed.value
     body = await read_body(request, auth.max_json_bytes)
     request[CACHED_BODY] = body
-    return parse_json_body(body, auth.max_json_items)
+    value = parse_json_body(body, auth.max_json_items)
+    request[PARSED_BODY] = ParsedBody(value, auth.max_json_items)
+    return value
 
 
 async def _grant_creator(
