@@ -6,6 +6,8 @@ metric chunks are written with COPY (see ``store``).
 
 from __future__ import annotations
 
+import re
+
 # -- event log ----------------------------------------------------------------------------------
 
 RECORD_ENTRIES = """
@@ -211,6 +213,19 @@ FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::bigint[], $5::bigint
          max_value_step, min_value_ts, max_value_ts)
 WHERE c.series_id = u.series_id AND c.chunk_no = u.chunk_no
 """
+
+
+def _then(first: str, second: str) -> str:
+    """``first`` as a data-modifying CTE, then ``second`` with its parameters numbered on."""
+    taken = max(int(n) for n in re.findall(r"\$(\d+)", first))
+    shifted = re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + taken}", second)
+    return f"WITH done AS ({first})\n{shifted}"
+
+
+FILL_TAILS_AND_UPDATE_SERIES = _then(FILL_TAILS, UPDATE_SERIES)
+"""``FILL_TAILS`` then ``UPDATE_SERIES`` in one statement (parameters ``$1``-``$18`` then
+``$19``-``$27``): they write different tables, so neither reads what the other writes."""
+
 
 # -- replay -------------------------------------------------------------------------------------
 

@@ -294,29 +294,6 @@ async def _apply_metrics(
             )
         )
     writes = layout(appends, states, chunk_points)
-    if writes.tail_fills:
-        t = writes.tail_fills
-        await conn.execute(
-            q.FILL_TAILS,
-            [p.series_id for p in t],
-            [p.chunk_no for p in t],
-            [p.n for p in t],
-            [p.min_step for p in t],
-            [p.max_step for p in t],
-            [p.last_step for p in t],
-            [p.min_value for p in t],
-            [p.max_value for p in t],
-            [p.last_value for p in t],
-            [p.steps for p in t],
-            [p.timestamps for p in t],
-            [p.vals for p in t],
-            [p.min_value_pos for p in t],
-            [p.max_value_pos for p in t],
-            [p.min_value_step for p in t],
-            [p.max_value_step for p in t],
-            [p.min_value_ts for p in t],
-            [p.max_value_ts for p in t],
-        )
     if writes.new_chunks:
         await conn.copy_records_to_table(
             "metric_chunks",
@@ -324,8 +301,7 @@ async def _apply_metrics(
             columns=list(CHUNK_COLUMNS),
         )
     s = writes.series
-    await conn.execute(
-        q.UPDATE_SERIES,
+    series = (
         [x.series_id for x in s],
         [x.point_count for x in s],
         [x.chunk_count for x in s],
@@ -335,4 +311,32 @@ async def _apply_metrics(
         [x.latest_value for x in s],
         [x.min_value for x in s],
         [x.max_value for x in s],
+    )
+    if not writes.tail_fills:
+        await conn.execute(q.UPDATE_SERIES, *series)
+        return
+    t = writes.tail_fills
+    # One round trip for both updates: a batch of a few points (one MLflow call) is mostly
+    # round trips (docs/performance.md).
+    await conn.execute(
+        q.FILL_TAILS_AND_UPDATE_SERIES,
+        [p.series_id for p in t],
+        [p.chunk_no for p in t],
+        [p.n for p in t],
+        [p.min_step for p in t],
+        [p.max_step for p in t],
+        [p.last_step for p in t],
+        [p.min_value for p in t],
+        [p.max_value for p in t],
+        [p.last_value for p in t],
+        [p.steps for p in t],
+        [p.timestamps for p in t],
+        [p.vals for p in t],
+        [p.min_value_pos for p in t],
+        [p.max_value_pos for p in t],
+        [p.min_value_step for p in t],
+        [p.max_value_step for p in t],
+        [p.min_value_ts for p in t],
+        [p.max_value_ts for p in t],
+        *series,
     )
