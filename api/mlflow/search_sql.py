@@ -216,6 +216,11 @@ def like_prefix(pattern: str) -> str | None:
     return None
 
 
+_INDEXED_VALUE = f'(left(k.value, {INDEXED_PREFIX}) COLLATE "C")'
+"""The expression of ``params_search`` and ``run_tags_search`` (migration 0010): under "C" a
+prefix ``LIKE`` is an index range, and equality and ``LIKE`` answer as under any collation."""
+
+
 def _keyed(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
     table = _KEYED_TABLES[comp.entity]
     where = f"{scope.on('k.experiment_id')} AND k.key = {arg(comp.key, '::text')}"
@@ -224,7 +229,7 @@ def _keyed(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
     assert isinstance(comp.value, str)
     value = arg(comp.value, "::text")
     if comp.comparator == "=":
-        prefix = f"left(k.value, {INDEXED_PREFIX})"
+        prefix = _INDEXED_VALUE
         if len(comp.value) < INDEXED_PREFIX:
             # A value shorter than the prefix equals a stored value exactly when it equals the
             # stored prefix (a longer stored value has a prefix of INDEXED_PREFIX characters),
@@ -237,9 +242,7 @@ def _keyed(comp: sf.Comparison, arg: Args, scope: _Scope) -> str:
         if literal is not None and len(literal) < INDEXED_PREFIX:
             # 'abc%': a value starts with a literal shorter than the indexed prefix exactly when
             # its prefix does, so the indexed expression decides alone here too.
-            return scope.has(
-                table, "k", f"{where} AND left(k.value, {INDEXED_PREFIX}) LIKE {value}"
-            )
+            return scope.has(table, "k", f"{where} AND {_INDEXED_VALUE} LIKE {value}")
     op = _SQL_OPERATORS[comp.comparator]
     return scope.has(table, "k", f"{where} AND k.value {op} {value}")
 

@@ -13,6 +13,8 @@ import pytest
 from runstream.api import queries
 from runstream.api.mlflow import messages as rq
 from runstream.api.mlflow import pagination, search
+from runstream.api.mlflow import search_filter as sf
+from runstream.api.mlflow import search_sql as sq
 from runstream.api.mlflow.search import search_experiments, search_runs
 from runstream.schemas.errors import InvalidParameterValue
 
@@ -346,6 +348,35 @@ async def test_long_param_values_are_stored_and_found(conn: asyncpg.Connection) 
     assert await ids(conn, f"params.p LIKE '{value[:199]}%%'") == ["long"]
     assert await ids(conn, f"params.p LIKE '{value[:250]}%'") == ["long"]
     assert await ids(conn, f"params.p LIKE '{value[:9]}X%'") == []
+
+
+async def test_param_and_tag_filters_compare_bytewise_and_a_prefix_like_is_a_range(
+    conn: asyncpg.Connection,
+) -> None:
+    """Param and tag filters compare under "C" (migration 0010), with the answers of any
+    collation (case and accents count), and a prefix LIKE reads a range of the index."""
+    values = ["äpfel", "Äpfel", "apfel", "äpfelkuchen", "b", "ä"]
+    runs = {
+        f"u{i}": (1, "active", i, None, "FINISHED", "u", "n", {"p": v}, {"t": v}, {})
+        for i, v in enumerate(values)
+    }
+    await insert_runs(conn, runs)
+    assert await ids(conn, "params.p LIKE 'äpfel%'") == ["u3", "u0"]
+    assert await ids(conn, "tags.t LIKE 'ä%'") == ["u5", "u3", "u0"]
+    assert await ids(conn, "params.p = 'Äpfel' and tags.t = 'Äpfel'") == ["u1"]
+    assert await ids(conn, "params.p ILIKE 'äPFEL'") == ["u1", "u0"]
+    query = sq.runs_query(
+        experiment_ids=[1],
+        stages=sq.view_stages("ACTIVE_ONLY"),
+        filters=sf.parse_runs_filter("params.p LIKE 'äp%'"),
+        order_by=sf.parse_runs_order_by([]),
+        offset=0,
+        limit=10,
+        plan=sq.Plan.SORT,
+    )
+    await conn.execute("SET enable_seqscan = off")
+    plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + query.sql, *query.args))
+    assert "params_search" in plan and ">= 'äp'::text" in plan, plan
 
 
 @pytest.fixture
