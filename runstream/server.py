@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -161,11 +161,8 @@ def _run(
     served = http_parts(parts)
     if count <= 1 or not served:
         return run_loop(_serve(settings, parts, stores, out))
-    assert settings.database_url
-    asyncio.run(_migrate(settings.database_url))
     own = tuple(p for p in parts if p not in served)
-    processes = [served] * count + ([own] if own else [])
-    asyncio.run(warn_if_over_connection_budget(settings, processes))
+    asyncio.run(_prepare_database(settings, [served] * count + ([own] if own else [])))
     if settings.auth == "basic":
         from runstream.auth.app import bootstrap_admin_once
 
@@ -191,10 +188,14 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-async def _migrate(database_url: str) -> None:
-    applied = await migrate_dsn(database_url)
+async def _prepare_database(settings: Settings, processes: Sequence[Collection[str]]) -> None:
+    """Migrate, then warn when the pools of ``processes`` (the parts each serves) could open
+    more connections than PostgreSQL accepts."""
+    assert settings.database_url
+    applied = await migrate_dsn(settings.database_url)
     if applied:
         logger.info("applied migrations %s", applied, extra={"action": "migrate"})
+    await warn_if_over_connection_budget(settings, processes)
 
 
 async def _serve(
@@ -213,8 +214,7 @@ async def _serve(
     siblings (SO_REUSEPORT)."""
     assert settings.database_url and settings.redis_url
     if migrate:
-        await _migrate(settings.database_url)
-        await warn_if_over_connection_budget(settings, [parts])
+        await _prepare_database(settings, [parts])
     app = build_app(settings, parts)
     stop = asyncio.Event()
     outcome = _Outcome()
