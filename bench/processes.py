@@ -9,13 +9,14 @@ every wait is bounded by ``CHILD_TIMEOUT``.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -44,20 +45,38 @@ def quiet_child() -> None:
 
 def in_processes(fn: Child, calls: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """Run ``fn(*args)`` for each args tuple, each in its own fresh process, concurrently."""
-    with pool(len(calls)) as executor:
-        futures = [executor.submit(fn, *args) for args in calls]
-        return [f.result(timeout=CHILD_TIMEOUT) for f in futures]
+    with children_returned(fn, calls) as outs:
+        return outs
+
+
+@contextlib.contextmanager
+def children_returned(
+    fn: Child, calls: Sequence[tuple[Any, ...]], *, lined_up: bool = False
+) -> Iterator[list[dict[str, Any]]]:
+    """``in_processes``, yielding the children's results as soon as all have returned.
+
+    The processes exit after the ``with`` block: a workload that times what follows its
+    children (their points becoming queryable) must not count their exit, which takes ~0.7 s
+    with Ray imported. ``lined_up=True`` calls each child as ``fn(*args, folder, parties)``:
+    a child calls ``barrier(folder, parties)`` where its measured phase begins, so that all
+    start it together (the barrier's folder is removed afterwards).
+    """
+    folder = tempfile.mkdtemp(prefix="rs-bench-barrier-") if lined_up else None
+    if folder is not None:
+        calls = [(*args, folder, len(calls)) for args in calls]
+    try:
+        with pool(len(calls)) as executor:
+            futures = [executor.submit(fn, *args) for args in calls]
+            yield [f.result(timeout=CHILD_TIMEOUT) for f in futures]
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def in_processes_lined_up(fn: Child, calls: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """``in_processes`` with each child called as ``fn(*args, folder, parties)``: a child
-    calls ``barrier(folder, parties)`` where its measured phase begins, so that all start it
-    together. The barrier's folder is removed afterwards."""
-    folder = tempfile.mkdtemp(prefix="rs-bench-barrier-")
-    try:
-        return in_processes(fn, [(*args, folder, len(calls)) for args in calls])
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    """``in_processes`` with the children's measured phases lined up by ``barrier``."""
+    with children_returned(fn, calls, lined_up=True) as outs:
+        return outs
 
 
 def barrier(folder: str, parties: int, timeout: float = 600.0) -> None:

@@ -18,7 +18,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bench.harness import Server
-from bench.processes import ClientProcesses, in_processes, mlflow_env, pool
+from bench.processes import (
+    ClientProcesses,
+    barrier,
+    children_returned,
+    in_processes,
+    mlflow_env,
+    pool,
+)
 from bench.report import Context, Result, Target, median, missing, percentile, summarize
 
 SDK = "Write path: native SDK and ingest (issue 5)"
@@ -276,16 +283,14 @@ def end_to_end(ctx: Context) -> list[Result]:
     keys = 10
     for processes in (1, 4):
         calls = ctx.size(40_000, 400_000) // processes
-        outs = in_processes(
-            _sdk_writer,
-            [(server.url, f"bench-e2e-{processes}", calls, keys, 300.0)] * processes,
-        )
-        start = min(o["started"] for o in outs)
-        done = wait_queryable(
-            server.url,
-            [(o["run_id"], o["token"]) for o in outs],
-            time.monotonic() + WAIT_DEADLINE,
-        )
+        args = [(server.url, f"bench-e2e-{processes}", calls, keys, 300.0)] * processes
+        with children_returned(_sdk_writer, args) as outs:
+            start = min(o["started"] for o in outs)
+            done = wait_queryable(
+                server.url,
+                [(o["run_id"], o["token"]) for o in outs],
+                time.monotonic() + WAIT_DEADLINE,
+            )
         total = sum(o["points"] for o in outs)
         import runstream
 
@@ -412,7 +417,13 @@ def _mlflow_async(url: str, calls: int) -> dict[str, Any]:
 
 
 def _ray_style_sweep(
-    url: str, experiment: str, trials: Sequence[int], steps: int, metrics: int
+    url: str,
+    experiment: str,
+    trials: Sequence[int],
+    steps: int,
+    metrics: int,
+    folder: str,
+    parties: int,
 ) -> dict[str, Any]:
     """Child: what Ray Tune's ``MLflowLoggerCallback`` does for its trials, interleaved.
 
@@ -426,6 +437,7 @@ def _ray_style_sweep(
 
     util = _MLflowLoggerUtil()  # type: ignore[no-untyped-call]
     util.setup_mlflow(tracking_uri=url, experiment_name=experiment)
+    barrier(folder, parties)
     started = time.time()
     runs = {}
     for t in trials:
@@ -442,11 +454,18 @@ def _ray_style_sweep(
 
 
 def native_sweep_child(
-    url: str, experiment: str, trials: Sequence[int], steps: int, metrics: int
+    url: str,
+    experiment: str,
+    trials: Sequence[int],
+    steps: int,
+    metrics: int,
+    folder: str,
+    parties: int,
 ) -> dict[str, Any]:
     """Child: the same sweep through the native SDK (one ``run.log`` per result)."""
     import runstream
 
+    barrier(folder, parties)
     started = time.time()
     runs = {
         t: runstream.start_run(
@@ -494,7 +513,13 @@ class _Trial:
 
 
 def _ray_native_sweep(
-    url: str, experiment: str, trials: Sequence[int], steps: int, metrics: int
+    url: str,
+    experiment: str,
+    trials: Sequence[int],
+    steps: int,
+    metrics: int,
+    folder: str,
+    parties: int,
 ) -> dict[str, Any]:
     """Child: the sweep through ``RunstreamLoggerCallback``, driven as Tune drives a callback."""
     import inspect
@@ -514,6 +539,7 @@ def _ray_native_sweep(
                 break
     callback = RunstreamLoggerCallback(**kwargs)
     callback.setup()
+    barrier(folder, parties)
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         objs: list[Any] = [_Trial(t, {"lr": 0.001 * (t + 1), "layers": t % 4}, tmp) for t in trials]
@@ -566,20 +592,27 @@ def wait_sweep_points(url: str, experiment: str, runs: int, steps: int, deadline
 def run_sweep(
     child: Callable[..., dict[str, Any]], url: str, runs: int, steps: int, processes: int
 ) -> dict[str, Any]:
+    """Points/s of a sweep by ``child`` from ``processes`` processes against ``url``.
+
+    The clock starts when the children, imports and set-up done, pass their barrier
+    together, and stops when the last returned or, for runstream's own clients, when every
+    point is queryable; the children's exit is not counted (``children_returned``).
+    """
     experiment = f"bench-sweep-{uuid.uuid4().hex[:8]}"
     if child is _ray_style_sweep:
         # Created once up front: four callbacks racing to create it would collide.
         _create_experiment(url, experiment)
     shares = [list(range(p, runs, processes)) for p in range(processes)]
-    outs = in_processes(child, [(url, experiment, share, steps, 5) for share in shares])
-    start = min(o["started"] for o in outs)
-    if child is native_sweep_child:
-        pairs = [pair for o in outs for pair in o["pairs"]]
-        end = wait_queryable(url, pairs, time.monotonic() + WAIT_DEADLINE)
-    elif child is _ray_native_sweep:
-        end = wait_sweep_points(url, experiment, runs, steps, time.monotonic() + WAIT_DEADLINE)
-    else:
-        end = max(o["done"] for o in outs)
+    args = [(url, experiment, share, steps, 5) for share in shares]
+    with children_returned(child, args, lined_up=True) as outs:
+        start = min(o["started"] for o in outs)
+        if child is native_sweep_child:
+            pairs = [pair for o in outs for pair in o["pairs"]]
+            end = wait_queryable(url, pairs, time.monotonic() + WAIT_DEADLINE)
+        elif child is _ray_native_sweep:
+            end = wait_sweep_points(url, experiment, runs, steps, time.monotonic() + WAIT_DEADLINE)
+        else:
+            end = max(o["done"] for o in outs)
     points = sum(o["points"] for o in outs)
     return {"points": points, "seconds": end - start, "points_per_s": points / (end - start)}
 
@@ -611,18 +644,19 @@ def mlflow_side_by_side(ctx: Context) -> list[Result]:
     not_ready = _mlflow_route_ready(runstream_url)
     ml = ctx.mlflow()
     mlflow_url = ml.url if ml is not None else None
-    targets = [t for t in (None if not_ready else runstream_url, mlflow_url) if t]
+    urls = {"runstream": None if not_ready else runstream_url, "mlflow": mlflow_url}
+    sides = {side: url for side, url in {**urls, "null": ctx.null().url}.items() if url}
 
-    def both(measure: Callable[[str], float]) -> tuple[float | None, float | None, str]:
+    def each(measure: Callable[[str], float]) -> tuple[dict[str, float], str]:
+        """The figure on each server (the null one is the client's own floor)."""
         values: dict[str, float] = {}
         errors = []
-        for url in targets:
-            side = "runstream" if url == runstream_url else "MLflow"
+        for side, url in sides.items():
             try:
-                values[url] = measure(url)
-            except Exception as exc:  # one side failing keeps the other's figure
+                values[side] = measure(url)
+            except Exception as exc:  # one side failing keeps the others' figures
                 errors.append(f"{side} failed: {exc!r}"[:300])
-        return values.get(runstream_url), values.get(mlflow_url or ""), "; ".join(errors)
+        return values, "; ".join(errors)
 
     async_calls = ctx.size(300, 2_000)
     sweep = sweep_shape(ctx)
@@ -650,20 +684,18 @@ def mlflow_side_by_side(ctx: Context) -> list[Result]:
             ("mlflow_ray_sweep", f"Ray MLflowLoggerCallback calls: {shape}", "points/s",
              20, ray),
         ):  # fmt: skip
-            value, ml_value, errors = both(fn)
+            values, errors = each(fn)
             results.append(
                 Result(
                     name,
                     SIDE,
                     metric,
-                    value,
+                    values.get("runstream"),
                     unit,
                     target=Target(">=", target, on_ratio=True) if target else None,
-                    mlflow_value=ml_value,
-                    detail={
-                        ("runstream" if u == runstream_url else "mlflow"): d
-                        for u, d in details.get(name, {}).items()
-                    },
+                    mlflow_value=values.get("mlflow"),
+                    floor_value=values.get("null"),
+                    detail={side: details.get(name, {}).get(url) for side, url in sides.items()},
                     note="; ".join(n for n in (note, errors) if n),
                 )
             )
