@@ -1,27 +1,22 @@
 """What a committed batch changed, announced for live streams (``constants.changes_channel``).
 
 The api's live fan-out (``api/native/live_hub.py``) subscribes once per process and reads the new
-points by offset from PostgreSQL; this message only says where to look. Published after the
-batch's transaction commits and its watermark is set, so a reader always finds the rows.
-A lost message delays a live client until the next batch of the same run (or its reconnect).
+points by offset from PostgreSQL; this message only says where to look. Published by the
+call that finishes the batch in Redis (``ShardStream.finish``), after its transaction
+committed and with its watermark, so a reader always finds the rows. A lost message delays
+a live client until the next batch of the same run (or its reconnect).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 
 import msgpack
-from redis.exceptions import RedisError
 
 from runstream.projector.store import StreamEntry
-from runstream.projector.streams import ShardStream
-from runstream.schemas import constants as c
 from runstream.schemas import metrics as me
 from runstream.schemas import runs as ru
 from runstream.schemas.sharding import format_entry_id
-
-logger = logging.getLogger(__name__)
 
 _RUN_EVENTS = (ru.RunCreated, ru.RunUpdated, ru.RunDeleted, ru.RunRestored)
 
@@ -50,13 +45,11 @@ def describe(shard: int, entries: Iterable[StreamEntry]) -> dict[str, object] | 
     }
 
 
-async def publish(stream: ShardStream, entries: Iterable[StreamEntry]) -> None:
-    message = describe(stream.shard, entries)
-    if message is None:
-        return
-    try:
-        await stream.redis.publish(
-            c.changes_channel(stream.prefix), msgpack.packb(message, use_bin_type=True)
-        )
-    except RedisError as exc:  # the batch is committed; live clients catch up later
-        logger.warning("cannot announce changes: %s", exc, extra={"action": "changes_lost"})
+def message(shard: int, entries: Iterable[StreamEntry]) -> bytes:
+    """``describe`` packed for the channel; empty when there is nothing to announce.
+
+    The projector hands it to ``ShardStream.finish``, which publishes it with the
+    batch's watermark, after the transaction committed.
+    """
+    described = describe(shard, entries)
+    return b"" if described is None else msgpack.packb(described, use_bin_type=True)

@@ -197,11 +197,13 @@ class ShardConsumer:
             top = max(handled)
             if self._applied_high is None or top > self._applied_high:
                 self._applied_high = top
-        await self.stream.finish(acked, dead, self._watermark(handled), self._trim_below())
+        # Live streams (api/native/live_hub.py) hear what this batch changed.
+        announced = changes.message(self.shard, (e for e in entries if e.entry_id not in failed))
+        await self.stream.finish(
+            acked, dead, self._watermark(handled), self._trim_below(), announced
+        )
         for d in dead:
             await self._release(d)
-        if entries:  # live streams (api/native/live_hub.py): what this batch changed
-            await changes.publish(self.stream, [e for e in entries if e.entry_id not in failed])
         self.stats.batches += 1
         self._adapt_count(raw)
         self.stats.dead += len(dead)

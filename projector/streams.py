@@ -2,7 +2,8 @@
 
 Finishing a batch is one Lua call per batch (one round trip, atomic): dead letters are
 added, the batch's entries acknowledged, the watermark raised (never lowered) and announced,
-and the stream trimmed below the oldest entry still pending in the group. Every key it
+what the batch changed announced to live streams (``projector/changes.py``), and the stream
+trimmed below the oldest entry still pending in the group. Every key it
 touches carries the shard's hash tag, so it runs on one Redis Cluster slot.
 """
 
@@ -39,7 +40,8 @@ local stream, watermark, dead = KEYS[1], KEYS[2], KEYS[3]
 local group, channel, shard = ARGV[1], ARGV[2], ARGV[3]
 local new_mark, trim_to, maxlen = ARGV[4], ARGV[5], ARGV[6]
 local n_ack, n_dead = tonumber(ARGV[7]), tonumber(ARGV[8])
-local i = 9
+local changes_channel, changes = ARGV[9], ARGV[10]
+local i = 11
 for _ = 1, n_dead do
   redis.call('XADD', dead, 'MAXLEN', '~', maxlen, '*', 'e', ARGV[i], 'id', ARGV[i + 1],
              'error', ARGV[i + 2], 'deliveries', ARGV[i + 3])
@@ -58,6 +60,9 @@ if new_mark ~= '' then
     redis.call('SET', watermark, new_mark)
     redis.call('PUBLISH', channel, shard .. ' ' .. new_mark)
   end
+end
+if changes ~= '' then
+  redis.call('PUBLISH', changes_channel, changes)
 end
 if trim_to ~= '' then
   local pending = redis.call('XPENDING', stream, group)
@@ -147,8 +152,14 @@ class ShardStream:
         dead: Sequence[DeadLetter],
         watermark: EntryId | None,
         trim_below: EntryId | None,
+        changes: bytes = b"",
     ) -> int:
-        """Dead-letter, XACK, raise the watermark and trim, atomically; returns entries acked."""
+        """Dead-letter, XACK, raise the watermark, announce ``changes`` (a message of
+        ``projector.changes``, or nothing) and trim, atomically; returns entries acked.
+
+        The announcement rides on this call rather than a PUBLISH of its own: a batch of one
+        MLflow call is mostly round trips (docs/performance.md).
+        """
         args: list[str | bytes | int] = [
             c.CONSUMER_GROUP,
             c.watermark_channel(self.prefix),
@@ -158,6 +169,8 @@ class ShardStream:
             DEAD_LETTER_MAXLEN,
             len(acked) + len(dead),
             len(dead),
+            c.changes_channel(self.prefix),
+            changes,
         ]
         for d in dead:
             args += [d.payload, format_entry_id(d.entry_id), d.error, d.deliveries]
