@@ -385,6 +385,36 @@ async def test_same_entry_applied_once(
         assert await conn.fetchval("SELECT count(*) FROM event_log") == 1
 
 
+async def test_a_metrics_batch_partly_applied_before_applies_its_new_entries_once(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # Batches of metrics alone record and read their series in one statement; a redelivered
+    # batch holding entries applied before must still apply only the others.
+    def entry(at: int, key: str, points: list[tuple[int, int, float]]) -> StreamEntry:
+        payload = entries.encode_entry(at, [me.MetricsLogged(RUN_A, (series(key, points),))])
+        return StreamEntry(1, (at, 0), payload, entries.decode_entry(payload))
+
+    old = entry(5, "x", [(1, 1, 1.0), (2, 2, 2.0)])
+    new_x = entry(6, "x", [(3, 3, 3.0)])
+    new_y = entry(7, "y", [(1, 1, -1.0)])
+    async with pool.acquire() as conn:
+        first = await apply_entries(conn, [old], settings.chunk_points)
+        again = await apply_entries(conn, [old, new_x, new_y], settings.chunk_points)
+        assert (first.applied, first.points) == ([(5, 0)], 2)
+        assert (again.applied, again.duplicates, again.points) == ([(6, 0), (7, 0)], [(5, 0)], 2)
+        counts = await table(conn, "SELECT key, point_count FROM metric_series ORDER BY key")
+        assert counts == [("x", 3), ("y", 1)]
+        steps, stamps, vals = await history(conn, RUN_A, "x")
+        assert steps == me.pack_int64([1, 2, 3]) and stamps == me.pack_int64([1, 2, 3])
+        assert vals == me.pack_float64([1.0, 2.0, 3.0])
+        assert await history(conn, RUN_A, "y") == (
+            me.pack_int64([1]),
+            me.pack_int64([1]),
+            me.pack_float64([-1.0]),
+        )
+        assert await conn.fetchval("SELECT count(*) FROM event_log") == 3
+
+
 async def test_redelivered_entry_after_crash_before_ack_is_applied_once(
     settings: Settings, pool: asyncpg.Pool, redis: aioredis.Redis
 ) -> None:
