@@ -33,10 +33,10 @@ from runstream import telemetry
 from runstream.ingest import rules
 from runstream.ingest.backlog import BacklogGauge
 from runstream.ingest.commands import Absent, Appended, read_reply, script_args
-from runstream.ingest.lean_script import LeanScript
 from runstream.ingest.logged_models import LoggedModelChecks
 from runstream.ingest.model import WriteModel
 from runstream.ingest.registry import RegistryWriter
+from runstream.lean_script import LeanScript
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
 from runstream.schemas import registry as rg

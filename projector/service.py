@@ -24,7 +24,7 @@ from runstream.projector.consumer import ConsumerStats, ShardConsumer
 from runstream.projector.leases import Leases
 from runstream.projector.migrations import migrate
 from runstream.projector.statistics import SearchStatistics
-from runstream.projector.streams import ShardStream
+from runstream.projector.streams import ShardStream, finish_script
 from runstream.resources import REDIS, create_pg_pool, create_redis, use_stores
 from runstream.settings import Settings
 
@@ -54,6 +54,7 @@ class Projector:
         self.leases = Leases(redis, settings.stream_prefix, self.name, settings.lease_ttl_ms)
         self.consumers: dict[int, ShardConsumer] = {}
         self.statistics = SearchStatistics(pool)
+        self.finisher = finish_script(redis)
         self._tasks: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
 
     def stats(self) -> ConsumerStats:
@@ -82,6 +83,7 @@ class Projector:
                 with contextlib.suppress(Exception):
                     await self.leases.release(shard)
             self._tasks.clear()
+            await self.finisher.aclose()
             logger.info("projector %s stopped", self.name, extra={"action": "projector_stop"})
 
     async def _refresh(self) -> None:
@@ -105,7 +107,9 @@ class Projector:
             elif shard not in held:
                 shard_stop.set()
         for shard in sorted(held - set(self._tasks)):
-            stream = ShardStream(self.redis, self.settings.stream_prefix, shard, self.name)
+            stream = ShardStream(
+                self.redis, self.settings.stream_prefix, shard, self.name, self.finisher
+            )
             consumer = ShardConsumer(
                 self.settings,
                 self.pool,
@@ -161,13 +165,15 @@ async def project_until_idle(
     pool = pool or await create_pg_pool(settings, projector=True)
     redis = redis or create_redis(settings)
     name = consumer or consumer_name(settings)
+    finisher = finish_script(redis)
     consumers = [
-        ShardConsumer(settings, pool, ShardStream(redis, settings.stream_prefix, s, name))
+        ShardConsumer(settings, pool, ShardStream(redis, settings.stream_prefix, s, name, finisher))
         for s in range(settings.shards)
     ]
     try:
         await asyncio.gather(*(c.drain() for c in consumers))
     finally:
+        await finisher.aclose()
         if own_redis:
             await redis.aclose()
         if own_pool:

@@ -1,6 +1,7 @@
 """Redis side of the projector: reading a shard's stream, and finishing a batch atomically.
 
-Finishing a batch is one Lua call per batch (one round trip, atomic): dead letters are
+Finishing a batch is one Lua call per batch (one round trip, atomic, sent the short way:
+``runstream/lean_script.py``): dead letters are
 added, the batch's entries acknowledged, the watermark raised (never lowered) and announced,
 what the batch changed announced to live streams (``projector/changes.py``), and the stream
 trimmed below the oldest entry still pending in the group. Every key it
@@ -16,6 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from runstream.lean_script import LeanScript
 from runstream.schemas import constants as c
 from runstream.schemas.sharding import format_entry_id, parse_entry_id
 
@@ -82,16 +84,24 @@ class DeadLetter:
     deliveries: int
 
 
+def finish_script(redis: aioredis.Redis) -> LeanScript:
+    """The script that finishes a batch, on connections of its own: one per projector, shared
+    by its shards (each sends one call at a time). ``aclose`` it when the projector stops."""
+    return LeanScript(redis, _FINISH)
+
+
 class ShardStream:
     """One shard's stream as seen by one consumer of the projector group."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str, shard: int, consumer: str) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, prefix: str, shard: int, consumer: str, finisher: LeanScript
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.shard = shard
         self.consumer = consumer
         self.key = c.stream_key(prefix, shard)
-        self._finish = redis.register_script(_FINISH)
+        self._finish = finisher
 
     async def ensure_group(self) -> None:
         try:
@@ -160,7 +170,7 @@ class ShardStream:
         The announcement rides on this call rather than a PUBLISH of its own: a batch of one
         MLflow call is mostly round trips (docs/performance.md).
         """
-        args: list[str | bytes | int] = [
+        args: list[bytes | str | int] = [
             c.CONSUMER_GROUP,
             c.watermark_channel(self.prefix),
             self.shard,
@@ -181,7 +191,7 @@ class ShardStream:
             c.watermark_key(self.prefix, self.shard),
             c.dead_letter_key(self.prefix, self.shard),
         ]
-        return int(await self._finish(keys=keys, args=args))
+        return int(await self._finish(keys, args))
 
 
 def _text(value: bytes | str) -> str:

@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runstream.embedded import valkey_binary
-from runstream.ingest.lean_script import LeanScript, pack_command
+from runstream.lean_script import LeanScript, pack_command
 
 ECHO = "return {KEYS[1], ARGV[1], #ARGV[2]}"
 
@@ -103,6 +103,15 @@ def test_packs_what_redis_py_packs() -> None:
     packed = pack_command(*parts)
     assert b"".join(packed) == b"*6\r\n" + expected
     assert big in packed  # sent as its own buffer, not copied
+
+
+async def test_numbers_go_as_redis_py_sends_them(client: aioredis.Redis) -> None:
+    assert b"".join(pack_command("GET", 7, -2)) == b"*3\r\n$3\r\nGET\r\n$1\r\n7\r\n$2\r\n-2\r\n"
+    script = LeanScript(client, "return tonumber(ARGV[1]) + tonumber(ARGV[2])")
+    try:
+        assert await script([], [40, 2]) == 42
+    finally:
+        await script.aclose()
 
 
 async def test_answers_as_redis_py_script(echo: LeanScript, client: aioredis.Redis) -> None:

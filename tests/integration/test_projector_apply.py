@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from runstream.projector import project_until_idle, replay
 from runstream.projector.store import StreamEntry, apply_entries
-from runstream.projector.streams import ShardStream
+from runstream.projector.streams import ShardStream, finish_script
 from runstream.schemas import codec, entries
 from runstream.schemas import constants as c
 from runstream.schemas import experiments as ex
@@ -426,7 +426,7 @@ async def test_redelivered_entry_after_crash_before_ack_is_applied_once(
         at=5,
     )
     # A consumer reads and commits the entry, then dies before XACK.
-    dead = ShardStream(redis, settings.stream_prefix, 2, "dead-consumer")
+    dead = ShardStream(redis, settings.stream_prefix, 2, "dead-consumer", finish_script(redis))
     await dead.ensure_group()
     ((got_id, fields),) = await dead.read_new(10, None)
     assert got_id == entry_id

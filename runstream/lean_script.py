@@ -1,9 +1,10 @@
 """A Lua script called the short way: EVALSHA packed here, on connections of its own.
 
-Every write runs the append script once, and redis-py's ``Script.__call__`` wraps that round
-trip in layers: ``evalsha`` → ``execute_command`` (retry object, observability hooks) → the
-pool's ``get_connection``/``release`` (a lock, connection-count records, an event dispatch)
-→ ``pack_command`` (an encoder call per argument) → ``send_packed_command``, which runs the
+Every write runs ingest's append script once, and every projector batch its finish script
+(``projector/streams.py``). redis-py's ``Script.__call__`` wraps that round trip in layers:
+``evalsha`` → ``execute_command`` (retry object, observability hooks) → the pool's
+``get_connection``/``release`` (a lock, connection-count records, an event dispatch) →
+``pack_command`` (an encoder call per argument) → ``send_packed_command``, which runs the
 send in ``asyncio.wait_for`` (a task per send) because the client has a socket timeout.
 Measured in a loop, that is about twice the client CPU of the round trip itself, and in the
 server, where caches are cold between requests, each microsecond of it costs several
@@ -29,8 +30,8 @@ What is done here:
   ``ConnectionError`` as from redis-py's pool.
 
 A round trip is not retried after a connection error: the script may have run (the reply
-lost), and a second run would append twice. redis-py's client, as runstream configures it,
-does not retry either.
+lost), and a second run of the append script would append twice. redis-py's client, as
+runstream configures it, does not retry either.
 """
 
 from __future__ import annotations
@@ -50,12 +51,18 @@ _COPY_LIMIT = 6_000
 """Arguments longer than this are written as buffers of their own (redis-py's cut-off)."""
 
 
-def pack_command(*parts: bytes | str) -> list[bytes]:
-    """A command as RESP: ``*<n>`` then ``$<len>`` and the bytes of each part."""
+def pack_command(*parts: bytes | str | int) -> list[bytes]:
+    """A command as RESP: ``*<n>`` then ``$<len>`` and the bytes of each part (an int as its
+    decimal digits, as Redis reads numbers)."""
     buffers: list[bytes] = []
     pieces = [b"*%d\r\n" % len(parts)]
     for part in parts:
-        data = part.encode() if isinstance(part, str) else part
+        if isinstance(part, bytes):
+            data = part
+        elif isinstance(part, int):
+            data = b"%d" % part
+        else:
+            data = part.encode()
         if len(data) > _COPY_LIMIT:
             pieces.append(b"$%d\r\n" % len(data))
             buffers += (b"".join(pieces), data)
@@ -84,7 +91,7 @@ class LeanScript:
         self._open = 0
         self._closed = False
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[bytes | str]) -> Any:
+    async def __call__(self, keys: Sequence[str], args: Sequence[bytes | str | int]) -> Any:
         command = pack_command("EVALSHA", self.sha, str(len(keys)), *keys, *args)
         conn = await self._checkout()
         try:
@@ -110,7 +117,7 @@ class LeanScript:
 
     async def _checkout(self) -> AbstractConnection:
         if self._closed:
-            raise RedisConnectionError("The append script's connections are closed")
+            raise RedisConnectionError("The script's connections are closed")
         if self._idle:
             conn = self._idle.pop()
         elif self._open >= self.max_connections:
