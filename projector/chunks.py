@@ -1,10 +1,12 @@
-"""Where a batch's metric points land, with summaries: pure numpy over packed columns.
+"""Where a batch's metric points land, with summaries: pure functions over packed columns.
 
 A series' points live in chunks of at most ``chunk_points`` points, numbered from 0 in logged
 order. New points first fill the series' last chunk (its *tail*), then go to new chunks.
 ``layout`` takes the stored state of each series plus the batch's points and returns the tail
-fills, the new chunks and the new series state; it never loops over points in Python (one
-vectorised pass per column over the whole batch, ``reduceat`` per chunk piece or series).
+fills, the new chunks and the new series state. A large batch never loops over points in
+Python (one vectorised pass per column over the whole batch, ``reduceat`` per chunk piece or
+series); a batch of a few points (``SMALL_BATCH_POINTS``) is reduced point by point, which
+costs less than numpy's calls.
 
 The latest value follows MLflow's ``_update_latest_metrics_if_necessary``: a point replaces
 the latest one only when ``(step, timestamp, value)`` is strictly greater, where the value is
@@ -14,9 +16,11 @@ compared as MLflow stores it (NaN as 0, ±inf as ±max float). Ties keep the ear
 from __future__ import annotations
 
 import math
+import struct
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -187,6 +191,152 @@ def extreme_indexes(
     return np.where(ok, found, -1).astype(np.intp)
 
 
+SMALL_BATCH_POINTS = 64
+SMALL_BATCH_PIECES = 8
+"""Up to these many points and chunk pieces a batch is reduced in plain Python
+(``_reduce_in_python``): one MLflow call's few points cost numpy's per-call overhead many
+times over (in the projector ~120 µs a batch of one point, against ~40 µs). Python's cost
+grows with the pieces, numpy's hardly: past 8 pieces of 8 points numpy is as fast."""
+
+
+class Reductions(NamedTuple):
+    """Per piece and per series summaries of a batch's points (``layout``'s column work).
+
+    Piece extremes are positions in the piece of the first smallest and largest value that is
+    not NaN (-1 when all its values are NaN) with the step and timestamp found there (any value
+    when the position is -1). Minima and maxima are the values at those positions (NaN when
+    every value is): of ``-0.0`` and ``0.0`` the first logged, however the batch was cut.
+    """
+
+    min_step: list[int]
+    max_step: list[int]
+    first_step: list[int]
+    last_step: list[int]
+    min_value: list[float]
+    max_value: list[float]
+    first_value: list[float]
+    last_value: list[float]
+    lowest: list[int]
+    highest: list[int]
+    lowest_step: list[int]
+    highest_step: list[int]
+    lowest_ts: list[int]
+    highest_ts: list[int]
+    series_min: list[float]
+    series_max: list[float]
+    latest_step: list[int]
+    latest_ts: list[int]
+    latest_value: list[float]
+
+
+def _reduce_with_numpy(
+    appends: MetricAppends, piece_starts: list[int], series_starts: list[int]
+) -> Reductions:
+    steps = np.frombuffer(appends.steps, dtype=_I8)
+    stamps = np.frombuffer(appends.timestamps, dtype=_I8)
+    values = np.frombuffer(appends.values, dtype=_F8)
+    starts = np.asarray(piece_starts, dtype=np.intp)
+    last = np.append(starts[1:], len(values)) - 1
+    lowest = extreme_indexes(values, starts, largest=False)
+    highest = extreme_indexes(values, starts, largest=True)
+    lowest_at = np.maximum(lowest, 0)
+    highest_at = np.maximum(highest, 0)
+    by_series = np.asarray(series_starts, dtype=np.intp)
+    latest = latest_indexes(steps, stamps, values, by_series)
+    series_lowest = extreme_indexes(values, by_series, largest=False)
+    series_highest = extreme_indexes(values, by_series, largest=True)
+    return Reductions(
+        min_step=np.minimum.reduceat(steps, starts).tolist(),
+        max_step=np.maximum.reduceat(steps, starts).tolist(),
+        first_step=steps[starts].tolist(),
+        last_step=steps[last].tolist(),
+        min_value=_values_at(values, lowest),
+        max_value=_values_at(values, highest),
+        first_value=values[starts].tolist(),
+        last_value=values[last].tolist(),
+        lowest=np.where(lowest >= 0, lowest - starts, -1).tolist(),
+        highest=np.where(highest >= 0, highest - starts, -1).tolist(),
+        lowest_step=steps[lowest_at].tolist(),
+        highest_step=steps[highest_at].tolist(),
+        lowest_ts=stamps[lowest_at].tolist(),
+        highest_ts=stamps[highest_at].tolist(),
+        series_min=_values_at(values, series_lowest),
+        series_max=_values_at(values, series_highest),
+        latest_step=steps[latest].tolist(),
+        latest_ts=stamps[latest].tolist(),
+        latest_value=values[latest].tolist(),
+    )
+
+
+def _reduce_in_python(
+    appends: MetricAppends, piece_starts: list[int], series_starts: list[int]
+) -> Reductions:
+    """``_reduce_with_numpy``'s answers, point by point (for small batches)."""
+    n = len(appends.values) // 8
+    steps = struct.unpack(f"<{n}q", appends.steps)
+    stamps = struct.unpack(f"<{n}q", appends.timestamps)
+    values = struct.unpack(f"<{n}d", appends.values)
+    out = Reductions(*([] for _ in Reductions._fields))
+    for a, b in zip(piece_starts, [*piece_starts[1:], n], strict=True):
+        part = steps[a:b]
+        out.min_step.append(min(part))
+        out.max_step.append(max(part))
+        out.first_step.append(part[0])
+        out.last_step.append(part[-1])
+        out.first_value.append(values[a])
+        out.last_value.append(values[b - 1])
+        for extremes, pick, at, at_step, at_ts in (
+            (out.min_value, min, out.lowest, out.lowest_step, out.lowest_ts),
+            (out.max_value, max, out.highest, out.highest_step, out.highest_ts),
+        ):
+            i = _first_extreme(values, a, b, pick)
+            extremes.append(math.nan if i < 0 else values[i])
+            at.append(i - a if i >= 0 else -1)
+            at_step.append(steps[max(i, a)])
+            at_ts.append(stamps[max(i, a)])
+    piece = 0
+    for a, b in zip(series_starts, [*series_starts[1:], n], strict=True):
+        # A series' pieces are consecutive: its extremes are theirs.
+        first = piece
+        while piece < len(piece_starts) and piece_starts[piece] < b:
+            piece += 1
+        out.series_min.append(_first_pick(out.min_value[first:piece], min))
+        out.series_max.append(_first_pick(out.max_value[first:piece], max))
+        latest = a
+        best = comparable(steps[a], stamps[a], values[a])
+        for i in range(a + 1, b):
+            key = comparable(steps[i], stamps[i], values[i])
+            if key > best:
+                best, latest = key, i
+        out.latest_step.append(steps[latest])
+        out.latest_ts.append(stamps[latest])
+        out.latest_value.append(values[latest])
+    return out
+
+
+def _values_at(values: npt.NDArray[np.float64], indexes: npt.NDArray[np.intp]) -> list[float]:
+    """``values[i]`` for each index, NaN for -1."""
+    return np.where(indexes >= 0, values[np.maximum(indexes, 0)], np.nan).tolist()  # type: ignore[no-any-return]
+
+
+def _first_pick(values: list[float], pick: Callable[[list[float]], float]) -> float:
+    """``min`` or ``max`` of the values that are not NaN (the first of equals, so of ``-0.0``
+    and ``0.0`` whichever came first); NaN when all are."""
+    kept = [v for v in values if not math.isnan(v)]
+    return pick(kept) if kept else math.nan
+
+
+def _first_extreme(
+    values: Sequence[float], a: int, b: int, pick: Callable[[list[float]], float]
+) -> int:
+    """Index of the first smallest (``min``) or largest (``max``) non-NaN value of
+    ``values[a:b]``; -1 when all are NaN. Equal values (``-0.0 == 0.0``) count as one."""
+    best = _first_pick(list(values[a:b]), pick)
+    if math.isnan(best):
+        return -1
+    return next(i for i in range(a, b) if values[i] == best)
+
+
 def layout(
     appends: MetricAppends, states: Sequence[SeriesState], chunk_points: int
 ) -> MetricWrites:
@@ -195,11 +345,7 @@ def layout(
         raise ValueError("chunk_points must be at least 1")
     if not appends.series:
         return MetricWrites([], [], [])
-    steps = np.frombuffer(appends.steps, dtype=_I8)
-    stamps = np.frombuffer(appends.timestamps, dtype=_I8)
-    values = np.frombuffer(appends.values, dtype=_F8)
     offsets = appends.offsets
-    series_starts = np.asarray(offsets[:-1], dtype=np.intp)
 
     # Pieces: per series, the part that fills its tail chunk, then whole or partial new chunks.
     piece_start: list[int] = []
@@ -231,71 +377,43 @@ def layout(
             tail_count = take
         new_states.append((chunk_count, tail_count, state.point_count + end - start))
 
-    starts = np.asarray(piece_start, dtype=np.intp)
-    ends = np.append(starts[1:], len(values))
-    last = ends - 1
-    piece_min_step = np.minimum.reduceat(steps, starts).tolist()
-    piece_max_step = np.maximum.reduceat(steps, starts).tolist()
-    piece_min_value = np.fmin.reduceat(values, starts).tolist()
-    piece_max_value = np.fmax.reduceat(values, starts).tolist()
-    first_steps = steps[starts].tolist()
-    last_steps = steps[last].tolist()
-    first_values = values[starts].tolist()
-    last_values = values[last].tolist()
-    ends_list = ends.tolist()
-    lowest = extreme_indexes(values, starts, largest=False)
-    highest = extreme_indexes(values, starts, largest=True)
-    lowest_at = np.maximum(lowest, 0)
-    highest_at = np.maximum(highest, 0)
-    extrema = [
-        (lowest - starts).tolist(),
-        (highest - starts).tolist(),
-        steps[lowest_at].tolist(),
-        steps[highest_at].tolist(),
-        stamps[lowest_at].tolist(),
-        stamps[highest_at].tolist(),
-    ]
-    has_min = (lowest >= 0).tolist()
-    has_max = (highest >= 0).tolist()
+    points = len(appends.values) // 8
+    small = points <= SMALL_BATCH_POINTS and len(piece_start) <= SMALL_BATCH_PIECES
+    reduce = _reduce_in_python if small else _reduce_with_numpy
+    r = reduce(appends, piece_start, list(offsets[:-1]))
 
     tail_fills: list[ChunkPiece] = []
     new_chunks: list[ChunkPiece] = []
     for p, a in enumerate(piece_start):
-        b = ends_list[p]
+        b = piece_start[p + 1] if p + 1 < len(piece_start) else points
+        has_min, has_max = r.lowest[p] >= 0, r.highest[p] >= 0
         piece = ChunkPiece(
             series_id=states[piece_series[p]].series_id,
             chunk_no=piece_chunk[p],
             n=b - a,
-            min_step=piece_min_step[p],
-            max_step=piece_max_step[p],
-            first_step=first_steps[p],
-            last_step=last_steps[p],
-            min_value=_nan_to_none(piece_min_value[p]),
-            max_value=_nan_to_none(piece_max_value[p]),
-            first_value=first_values[p],
-            last_value=last_values[p],
+            min_step=r.min_step[p],
+            max_step=r.max_step[p],
+            first_step=r.first_step[p],
+            last_step=r.last_step[p],
+            min_value=_nan_to_none(r.min_value[p]),
+            max_value=_nan_to_none(r.max_value[p]),
+            first_value=r.first_value[p],
+            last_value=r.last_value[p],
             steps=appends.steps[a * 8 : b * 8],
             timestamps=appends.timestamps[a * 8 : b * 8],
             vals=appends.values[a * 8 : b * 8],
-            min_value_pos=extrema[0][p] if has_min[p] else None,
-            max_value_pos=extrema[1][p] if has_max[p] else None,
-            min_value_step=extrema[2][p] if has_min[p] else None,
-            max_value_step=extrema[3][p] if has_max[p] else None,
-            min_value_ts=extrema[4][p] if has_min[p] else None,
-            max_value_ts=extrema[5][p] if has_max[p] else None,
+            min_value_pos=r.lowest[p] if has_min else None,
+            max_value_pos=r.highest[p] if has_max else None,
+            min_value_step=r.lowest_step[p] if has_min else None,
+            max_value_step=r.highest_step[p] if has_max else None,
+            min_value_ts=r.lowest_ts[p] if has_min else None,
+            max_value_ts=r.highest_ts[p] if has_max else None,
         )
         (tail_fills if piece_is_tail[p] else new_chunks).append(piece)
 
-    series_min = np.fmin.reduceat(values, series_starts).tolist()
-    series_max = np.fmax.reduceat(values, series_starts).tolist()
-    latest = latest_indexes(steps, stamps, values, series_starts)
-    latest_steps = steps[latest].tolist()
-    latest_stamps = stamps[latest].tolist()
-    latest_values = values[latest].tolist()
-
     out: list[SeriesState] = []
     for i, state in enumerate(states):
-        candidate = (latest_steps[i], latest_stamps[i], latest_values[i])
+        candidate = (r.latest_step[i], r.latest_ts[i], r.latest_value[i])
         current = (
             None
             if state.latest_step is None
@@ -315,8 +433,8 @@ def layout(
                 latest_step=newest[0],
                 latest_timestamp=newest[1],
                 latest_value=newest[2],
-                min_value=_least(state.min_value, _nan_to_none(series_min[i])),
-                max_value=_greatest(state.max_value, _nan_to_none(series_max[i])),
+                min_value=_least(state.min_value, _nan_to_none(r.series_min[i])),
+                max_value=_greatest(state.max_value, _nan_to_none(r.series_max[i])),
             )
         )
     return MetricWrites(tail_fills, new_chunks, out)

@@ -3,8 +3,8 @@
 | room | may import (besides itself and the standard library / third parties) |
 |---|---|
 | schemas | nothing of runstream |
-| ingest | schemas, runstream.settings/resources/web/telemetry |
-| projector | schemas, runstream.settings/resources/telemetry/loop |
+| ingest | schemas, runstream.settings/resources/web/telemetry/lean_script |
+| projector | schemas, runstream.settings/resources/telemetry/loop/lean_script |
 | api | schemas, ingest, runstream.settings/resources/web/telemetry |
 
 and no module of the package imports itself back through others (no import cycle).
@@ -24,9 +24,10 @@ ROOMS = {"schemas": "schemas", "ingest": "ingest", "projector": "projector", "ap
 SHARED = ("runstream.settings", "runstream.resources", "runstream.web", "runstream.telemetry")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "schemas": ("runstream.schemas",),
-    "ingest": ("runstream.ingest", "runstream.schemas", *SHARED),
+    "ingest": ("runstream.ingest", "runstream.schemas", *SHARED, "runstream.lean_script"),
     "projector": ("runstream.projector", "runstream.schemas", "runstream.settings",
-                  "runstream.resources", "runstream.telemetry", "runstream.loop"),
+                  "runstream.resources", "runstream.telemetry", "runstream.loop",
+                  "runstream.lean_script"),
     "api": ("runstream.api", "runstream.ingest", "runstream.schemas", *SHARED),
 }  # fmt: skip
 

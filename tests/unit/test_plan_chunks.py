@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 import struct
 import sys
+from dataclasses import fields, is_dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from runstream.projector.chunks import SeriesState, comparable, is_newer, layout
+from runstream.projector.chunks import MetricWrites, SeriesState, comparable, is_newer, layout
 from runstream.projector.plan import MetricAppends
 from runstream.schemas.metrics import pack_float64, pack_int64, unpack_float64, unpack_int64
 
@@ -214,3 +217,65 @@ def test_many_series_at_once() -> None:
 def test_chunk_points_must_be_positive() -> None:
     with pytest.raises(ValueError):
         layout(one([1]), [SeriesState(1)], 0)
+
+
+# -- small batches: the point-by-point reduction answers as numpy's ----------------------------
+
+_values = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, INF, -INF, NAN, sys.float_info.max]),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+_series = st.lists(
+    st.lists(st.tuples(st.integers(-3, 3), st.integers(-2, 2), _values), min_size=1, max_size=9),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _plain(w: MetricWrites) -> tuple[object, ...]:
+    """``w`` with every float as its bits, so NaN compares equal to itself."""
+
+    def flat(x: object) -> object:
+        if isinstance(x, float):
+            return bits(x)
+        if is_dataclass(x) and not isinstance(x, type):
+            return tuple(flat(getattr(x, f.name)) for f in fields(x))
+        return x
+
+    return tuple(tuple(flat(x) for x in part) for part in (w.tail_fills, w.new_chunks, w.series))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_series, st.lists(st.integers(0, 5), min_size=4, max_size=4), st.integers(1, 4))
+def test_small_batches_reduce_in_python_as_numpy_does(
+    series: list[list[tuple[int, int, float]]], tails: list[int], chunk_points: int
+) -> None:
+    batch = appends(
+        *(
+            (f"k{i}", [p[0] for p in s], [p[1] for p in s], [p[2] for p in s])
+            for i, s in enumerate(series)
+        )
+    )
+    states = [
+        SeriesState(
+            i + 1,
+            point_count=tails[i],
+            chunk_count=1 if tails[i] else 0,
+            tail_count=min(tails[i], chunk_points),
+            latest_step=0 if tails[i] else None,
+            latest_timestamp=0 if tails[i] else None,
+            latest_value=0.0 if tails[i] else None,
+        )
+        for i in range(len(series))
+    ]
+    import runstream.projector.chunks as chunks
+
+    limits = chunks.SMALL_BATCH_POINTS, chunks.SMALL_BATCH_PIECES
+    try:
+        chunks.SMALL_BATCH_POINTS, chunks.SMALL_BATCH_PIECES = 10**6, 10**6
+        in_python = layout(batch, states, chunk_points)
+        chunks.SMALL_BATCH_POINTS = 0
+        with_numpy = layout(batch, states, chunk_points)
+    finally:
+        chunks.SMALL_BATCH_POINTS, chunks.SMALL_BATCH_PIECES = limits
+    assert _plain(in_python) == _plain(with_numpy)
