@@ -130,7 +130,7 @@ async def search_run_rows(
         allowed = tuple(e for e in req.experiment_ids if visible.allows(e.strip()))
         req = dataclasses.replace(req, experiment_ids=allowed)
     async with store.connection() as conn:
-        return await search.search_run_rows(conn, req, sizes=store.sizes)
+        return await search.search_run_rows(conn, req, sizes=store.sizes, modes=store.modes)
 
 
 async def search_runs(request: web.Request) -> web.Response:

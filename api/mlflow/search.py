@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import asyncpg
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from runstream.api import queries
 from runstream.api.mlflow import messages as rq
@@ -40,6 +40,33 @@ SEARCH_SESSION = {
 }
 """Session settings of the connections that search (``search_store``): measurements in
 docs/search.md, "Planner settings"."""
+
+_GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+_CUSTOM_PLANS = "SET plan_cache_mode = " + SEARCH_SESSION["plan_cache_mode"]
+
+
+class PlanModes:
+    """Which search connections plan their statements once (generic plans), by backend pid.
+
+    A search of a small experiment (``Plan.SMALL``) sorts the experiment's runs whatever the
+    values, so its prepared statement can keep one generic plan per connection: planning was
+    most of such a search (0.4 of 1.1 ms at 300 runs, docs/search.md). Every other plan needs a
+    custom plan: a generic one of the metric walk took 330 ms against 9 ms. A connection is
+    switched with one ``SET`` when its last search used the other kind; one not recorded
+    (new, or forgotten) is set before use, so a walk never runs on a generic plan. A recorded
+    pid that PostgreSQL gave to a new backend can only make a small search plan afresh.
+    """
+
+    def __init__(self, capacity: int = 1_024) -> None:
+        self._generic: LRUCache[int, bool] = LRUCache(maxsize=capacity)
+
+    async def use(self, conn: asyncpg.Connection, *, generic: bool) -> None:
+        pid = conn.get_server_pid()
+        if self._generic.get(pid) is generic:
+            return
+        await conn.execute(_GENERIC_PLANS if generic else _CUSTOM_PLANS)
+        self._generic[pid] = generic
+
 
 SORT_RUNS_UP_TO = 2_000
 """Experiments with at most this many runs (in the searched stages) are searched by
@@ -94,6 +121,7 @@ async def search_runs(
     order_by: Sequence[str] = (),
     page_token: str | None = None,
     sizes: ExperimentSizes | None = None,
+    modes: PlanModes | None = None,
 ) -> tuple[list[str], str | None]:
     """Run ids matching the search, in order, and the token of the next page (or None).
 
@@ -102,19 +130,23 @@ async def search_runs(
     """
     found, token = await _search(
         conn, experiment_ids, filter_string, run_view_type, max_results, order_by, page_token,
-        sizes, with_rows=False,
+        sizes, modes, with_rows=False,
     )  # fmt: skip
     return [r["run_id"] for r in found], token
 
 
 async def search_run_rows(
-    conn: asyncpg.Connection, req: rq.SearchRuns, *, sizes: ExperimentSizes | None = None
+    conn: asyncpg.Connection,
+    req: rq.SearchRuns,
+    *,
+    sizes: ExperimentSizes | None = None,
+    modes: PlanModes | None = None,
 ) -> tuple[list[asyncpg.Record], str | None]:
     """As :func:`search_runs` for a parsed request, with each run's row (``queries.run``'s
     columns) in place of its id, read by the search's own statement."""
     return await _search(
         conn, req.experiment_ids, req.filter_string, req.run_view_type, req.max_results,
-        req.order_by, req.page_token, sizes, with_rows=True,
+        req.order_by, req.page_token, sizes, modes, with_rows=True,
     )  # fmt: skip
 
 
@@ -127,6 +159,7 @@ async def _search(
     order_by: Sequence[str],
     page_token: str | None,
     sizes: ExperimentSizes | None,
+    modes: PlanModes | None,
     *,
     with_rows: bool,
 ) -> tuple[list[asyncpg.Record], str | None]:
@@ -161,6 +194,8 @@ async def _search(
         small = await (sizes.small if sizes else count_is_small)(conn, ids, stages)
     else:
         small = False
+    if modes is not None:
+        await modes.use(conn, generic=small)
     if small:
         found = await fetch(sq.Plan.SMALL)
     elif not walks:

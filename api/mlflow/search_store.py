@@ -22,7 +22,12 @@ import asyncpg
 from aiohttp import web
 
 from runstream.api.mlflow import messages as rq
-from runstream.api.mlflow.search import SEARCH_SESSION, ExperimentSizes, search_run_rows
+from runstream.api.mlflow.search import (
+    SEARCH_SESSION,
+    ExperimentSizes,
+    PlanModes,
+    search_run_rows,
+)
 from runstream.resources import create_pg_pool
 from runstream.schemas.errors import TemporarilyUnavailable
 from runstream.settings import Settings
@@ -32,6 +37,7 @@ from runstream.settings import Settings
 class SearchStore:
     pool: asyncpg.Pool
     sizes: ExperimentSizes
+    modes: PlanModes
     wait: float | None
     """Longest wait for a connection, in seconds (None: no limit)."""
 
@@ -82,7 +88,7 @@ def use_search_store(app: web.Application, settings: Settings) -> None:
             settings, session=SEARCH_SESSION, max_size=settings.search_pool_max, init=warm_up
         )
         wait = settings.statement_timeout if settings.statement_timeout > 0 else None
-        app[SEARCH_STORE] = SearchStore(pool, ExperimentSizes(), wait)
+        app[SEARCH_STORE] = SearchStore(pool, ExperimentSizes(), PlanModes(), wait)
         try:
             yield
         finally:

@@ -331,6 +331,24 @@ async def test_a_stale_size_answer_changes_no_result(
             assert got == expected
 
 
+async def test_small_searches_keep_a_generic_plan_and_walks_plan_each_time(
+    seeded: asyncpg.Connection,
+) -> None:
+    """``PlanModes``: a small experiment's search runs on a generic plan, every other on a
+    custom one (a generic plan of the metric walk is a hundred times slower), with the same
+    answers as a connection left as it is."""
+    modes, sizes = search.PlanModes(), search.ExperimentSizes()
+    kw: dict[str, Any] = {"experiment_ids": ["1"], "order_by": ["metrics.acc DESC"]}
+    for small in (True, False, True, True, False):
+        sizes._small[((1,), ("active",))] = small
+        for max_results in (1, 3, 10):
+            expected = await search_runs(seeded, max_results=max_results, **kw)
+            got = await search_runs(seeded, max_results=max_results, sizes=sizes, modes=modes, **kw)
+            assert got == expected
+            mode = await seeded.fetchval("SHOW plan_cache_mode")
+            assert mode == ("force_generic_plan" if small else "force_custom_plan")
+
+
 async def test_long_param_values_are_stored_and_found(conn: asyncpg.Connection) -> None:
     value = "".join(
         random.Random(1).choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(6000)
